@@ -1,0 +1,1 @@
+"""Fetching and unpacking the OS images and packages that the compatibility suite boots."""

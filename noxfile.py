@@ -1,0 +1,87 @@
+"""Sessions: tests, lint, compat, bench.
+
+Each session installs what it needs. Run as root on Debian or Ubuntu, the sessions also install the
+system packages they need with apt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+# With CI=true nox fails on a missing interpreter; we only ever ask for the ones that are here.
+nox.options.error_on_missing_interpreters = False
+
+
+def present_interpreters() -> list[str]:
+    wanted = ("3.11", "3.12", "3.13", "3.14")
+    found = [version for version in wanted if shutil.which(f"python{version}")]
+    return found or [f"{sys.version_info.major}.{sys.version_info.minor}"]
+
+
+PYTHONS = present_interpreters()
+NEWEST = PYTHONS[-1]
+
+
+def apt_install(session: nox.Session, *packages: str) -> None:
+    """Install Debian packages when root and missing; otherwise say what is missing."""
+    missing = [name for name in packages if not _dpkg_installed(name)]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        session.warn(f"not root: cannot apt-get install {' '.join(missing)}; tests that need them will skip")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-q", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-q", *missing, external=True, env=env)
+
+
+def _dpkg_installed(name: str) -> bool:
+    if not shutil.which("dpkg-query"):
+        return True  # not a Debian system: nothing we could install anyway
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False
+    )
+    return result.returncode == 0 and "install ok installed" in result.stdout
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The project's own tests: unit, config files, and real detection on this host."""
+    apt_install(session, "util-linux", "dpkg")
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=NEWEST)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy."""
+    session.install("-e", ".[lint,test]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=NEWEST)
+def compat(session: nox.Session) -> None:
+    """The main job. For now it runs what exists: `runtime check` on this host and on each
+    recorded Debian kernel config. The VM matrix arrives with the compat harness."""
+    session.install("-e", ".")
+    session.run("runtime", "check", *session.posargs)
+    for config in sorted((ROOT / "tests" / "data" / "kconfig").glob("config-*.extract")):
+        session.run("runtime", "check", "--config", str(config), success_codes=[0, 1])
+
+
+@nox.session(python=NEWEST)
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print figures."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/check_speed.py", *session.posargs)

@@ -1,0 +1,340 @@
+"""Cgroup layout: the mode, where each controller lives, and the v2 extras.
+
+Read-only except for one thing: when no non-root v2 cgroup exists to look at, root makes an empty
+probe cgroup and removes it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.features.kconfig import KernelConfig
+from runtime.features.model import (
+    CgroupMode,
+    Cgroups,
+    Controller,
+    Finding,
+    KernelVersion,
+    Where,
+    disabled,
+    missing,
+    ok,
+    unknown,
+)
+from runtime.features.sysroot import Sysroot
+from runtime.linux.mountinfo import Mount
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+UNIFIED = "/sys/fs/cgroup/unified"
+V1_ONLY_OPTIONS = {"memory": "MEMCG_V1", "cpuset": "CPUSETS_V1"}
+V1_ONLY_CONTROLLERS = {"cpuacct", "devices", "freezer", "net_cls", "net_prio", "blkio"}  # no v2 interface
+KNOWN_CONTROLLERS = (
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
+    "perf_event", "hugetlb", "pids", "rdma", "misc", "blkio", "io",
+)  # fmt: skip
+V2_HINT = (
+    "boot with cgroup v2: mount only cgroup2 on /sys/fs/cgroup (systemd: systemd.unified_cgroup_hierarchy=1)"
+)
+
+
+@dataclass(frozen=True)
+class ProcCgroup:
+    name: str
+    hierarchy: int
+    enabled: bool
+
+
+def read_proc_cgroups(root: Sysroot) -> dict[str, ProcCgroup]:
+    table: dict[str, ProcCgroup] = {}
+    for line in (root.read("/proc/cgroups") or "").splitlines():
+        fields = line.split()
+        if len(fields) == 4 and not line.startswith("#"):
+            table[fields[0]] = ProcCgroup(fields[0], int(fields[1]), fields[3] == "1")
+    return table
+
+
+def v1_hierarchies(root: Sysroot) -> dict[str, Mount]:
+    """Controller name -> the first v1 mount that carries it."""
+    found: dict[str, Mount] = {}
+    for mount in root.mounts:
+        if mount.fstype != "cgroup":
+            continue
+        for option in mount.super_options:
+            found.setdefault(option, mount)
+    return found
+
+
+def detect_mode(root: Sysroot, v1: dict[str, Mount]) -> tuple[CgroupMode, str | None]:
+    top = root.fs_type(CGROUP_ROOT)
+    if top == "cgroup2":
+        return CgroupMode.V2, CGROUP_ROOT
+    has_v1 = any(m.fstype == "cgroup" for m in root.mounts)
+    unified = root.exists(UNIFIED) and root.fs_type(UNIFIED) == "cgroup2"
+    if has_v1 and unified:
+        return CgroupMode.HYBRID, UNIFIED
+    if has_v1:
+        return CgroupMode.V1, None
+    if unified:
+        return CgroupMode.V2, UNIFIED
+    return CgroupMode.NONE, None
+
+
+def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, euid: int | None) -> Cgroups:
+    v1 = v1_hierarchies(root)
+    mode, v2_mount = detect_mode(root, v1)
+    v2_controllers = root.words(f"{v2_mount}/cgroup.controllers") if v2_mount else []
+    proc = read_proc_cgroups(root)
+    names = list(dict.fromkeys([*proc, *v2_controllers, *KNOWN_CONTROLLERS]))
+    context = _Context(root, mode, v2_mount, v1, v2_controllers, proc, config)
+    controllers = {name: context.controller(name) for name in names}
+    controllers = {k: v for k, v in controllers.items() if not _irrelevant(v, proc, v2_controllers)}
+    return Cgroups(
+        mode=mode,
+        v2_mount=v2_mount,
+        controllers=controllers,
+        extras=detect_extras(root, kernel, mode, v2_mount, controllers, euid),
+        finding=_mode_finding(mode, v2_mount, controllers),
+    )
+
+
+def _irrelevant(controller: Controller, proc: dict[str, ProcCgroup], v2: list[str]) -> bool:
+    # Names only we know about (io on a v1 host, blkio on a v2 host) are noise unless missing matters.
+    return (
+        controller.where is Where.NONE
+        and controller.name not in proc
+        and controller.name not in v2
+        and (controller.name in ("io", "blkio", "cpuacct", "net_cls", "net_prio", "devices", "freezer"))
+    )
+
+
+@dataclass(frozen=True)
+class _Context:
+    root: Sysroot
+    mode: CgroupMode
+    v2_mount: str | None
+    v1: dict[str, Mount]
+    v2_controllers: list[str]
+    proc: dict[str, ProcCgroup]
+    config: KernelConfig | None
+
+    def controller(self, name: str) -> Controller:
+        if name in self.v1:
+            point = self.v1[name].mount_point
+            return Controller(name, Where.V1, point, ok(f"v1 at {point}"))
+        implicit_v2 = name == "perf_event" and self.v2_mount is not None
+        if name in self.v2_controllers or implicit_v2:
+            return Controller(name, Where.V2, self.v2_mount, ok(self._v2_detail(name)))
+        return Controller(name, Where.NONE, None, self._why_nowhere(name))
+
+    def _v2_detail(self, name: str) -> str:
+        detail = f"v2 at {self.v2_mount}"
+        if name == "perf_event":
+            detail += " (implicit, never listed)"
+        option = V1_ONLY_OPTIONS.get(name)
+        if (
+            self.mode is CgroupMode.HYBRID
+            and option
+            and self.config is not None
+            and self.config.value(option) == "n"
+        ):
+            detail += f"; kernel built without CONFIG_{option}, so v1 cannot have it"
+        elif self.mode is CgroupMode.HYBRID:
+            detail += "; no v1 hierarchy is mounted with it"
+        return detail
+
+    def _why_nowhere(self, name: str) -> Finding:
+        cmdline = self.root.cmdline
+        entry = self.proc.get(name)
+        if name in cmdline.get("cgroup_disable", "").split(","):
+            return disabled(
+                f"disabled at boot (cgroup_disable={name})",
+                f"remove cgroup_disable={name} from the kernel command line",
+            )
+        if entry is not None and not entry.enabled:
+            return disabled(
+                "listed as disabled in /proc/cgroups", "check cgroup_disable= on the kernel command line"
+            )
+        if self.mode is CgroupMode.NONE:
+            return missing("no cgroup hierarchy is mounted", "mount cgroup2 on /sys/fs/cgroup")
+        option = V1_ONLY_OPTIONS.get(name)
+        if option and self.v2_mount is None:
+            return self._v1_only_host(name, option)
+        no_v1 = cmdline.get("cgroup_no_v1", "").split(",")
+        if self.v2_mount is None and ("all" in no_v1 or name in no_v1):
+            return disabled(
+                f"cgroup_no_v1={cmdline['cgroup_no_v1']} forbids v1 and no v2 hierarchy is mounted", V2_HINT
+            )
+        if entry is None:
+            return missing(
+                "the kernel does not have this controller (not in /proc/cgroups nor cgroup.controllers)"
+            )
+        mount_v1 = f"mount -t cgroup -o {name} cgroup /sys/fs/cgroup/{name}"
+        if name in V1_ONLY_CONTROLLERS:
+            return disabled("a v1-only controller, and no v1 hierarchy is mounted with it", mount_v1)
+        where = (
+            f"and {self.v2_mount}/cgroup.controllers does not list it"
+            if self.v2_mount
+            else "and no v2 hierarchy"
+        )
+        return disabled(
+            f"the kernel has it, but no v1 hierarchy is mounted with it {where}", f"{mount_v1}, or {V2_HINT}"
+        )
+
+    def _v1_only_host(self, name: str, option: str) -> Finding:
+        if self.config is not None and self.config.value(option) == "n":
+            return missing(
+                f"kernel built without CONFIG_{option}: no v1 {name} controller, and this host mounts only v1",
+                V2_HINT,
+            )
+        cause = f"no v1 hierarchy carries {name} and no v2 hierarchy is mounted"
+        if self.config is None:
+            cause += f" (kernels built without CONFIG_{option}, such as Debian's 6.12+, have no v1 {name})"
+        return disabled(cause, f"mount -t cgroup -o {name} cgroup /sys/fs/cgroup/{name}, or {V2_HINT}")
+
+
+def _mode_finding(mode: CgroupMode, v2_mount: str | None, controllers: dict[str, Controller]) -> Finding:
+    if mode is CgroupMode.NONE:
+        return missing(
+            "nothing mounted at /sys/fs/cgroup", "mount cgroup2 on /sys/fs/cgroup (or boot an init that does)"
+        )
+    if mode is CgroupMode.HYBRID:
+        in_v2 = sorted(c.name for c in controllers.values() if c.where is Where.V2 and c.name != "perf_event")
+        shown = ", ".join(in_v2) if in_v2 else "none (empty)"
+        return ok(f"hybrid: v1 controllers plus cgroup2 at {v2_mount}; controllers in v2: {shown}")
+    if mode is CgroupMode.V2:
+        return ok(f"unified: cgroup2 at {v2_mount}")
+    return ok("legacy: v1 hierarchies only")
+
+
+# --- v2 extras ---------------------------------------------------------------------------------------
+
+
+def detect_extras(
+    root: Sysroot,
+    kernel: KernelVersion,
+    mode: CgroupMode,
+    v2_mount: str | None,
+    controllers: dict[str, Controller],
+    euid: int | None,
+) -> dict[str, Finding]:
+    extras = {"psi": _psi(root), "nsdelegate": _nsdelegate(root, v2_mount)}
+    if v2_mount is None:
+        no_v2 = disabled("no cgroup v2 hierarchy is mounted", V2_HINT)
+        return {
+            "cgroup.kill": no_v2,
+            "cgroup.freeze": no_v2,
+            "memory.peak": no_v2,
+            "memory.oom.group": no_v2,
+            **extras,
+        }
+    with _non_root_cgroup(root, v2_mount, euid) as (where, why_not):
+        if where is None:
+            blind = unknown(why_not)
+            return {
+                "cgroup.kill": blind,
+                "cgroup.freeze": blind,
+                "memory.peak": blind,
+                "memory.oom.group": blind,
+                **extras,
+            }
+        core = {
+            "cgroup.kill": _core_file(root, where, "cgroup.kill", kernel, (5, 14)),
+            "cgroup.freeze": _core_file(root, where, "cgroup.freeze", kernel, (5, 2)),
+        }
+        memory = {
+            name: _memory_file(root, where, name, controllers) for name in ("memory.peak", "memory.oom.group")
+        }
+    return {**core, **memory, **extras}
+
+
+@contextlib.contextmanager
+def _non_root_cgroup(root: Sysroot, v2_mount: str, euid: int | None) -> Iterator[tuple[str | None, str]]:
+    """A non-root v2 cgroup to look at: ours, an existing one, or an empty one made for the look."""
+    own = _own_v2_cgroup(root)
+    if own not in (None, "/") and root.exists(f"{v2_mount}{own}"):
+        yield f"{v2_mount}{own}", ""
+        return
+    for name in root.listdir(v2_mount):
+        if root.path(f"{v2_mount}/{name}").is_dir():
+            yield f"{v2_mount}/{name}", ""
+            return
+    if not root.live or euid != 0:
+        yield None, "no non-root cgroup exists under the v2 hierarchy, and only root may make one to look"
+        return
+    probe = Path(v2_mount) / f"runtime-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        yield None, f"cannot make a probe cgroup {probe}: {exc.strerror}"
+        return
+    try:
+        yield str(probe), ""
+    finally:
+        probe.rmdir()
+
+
+def _own_v2_cgroup(root: Sysroot) -> str | None:
+    for line in (root.read("/proc/self/cgroup") or "").splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip()
+    return None
+
+
+def _core_file(
+    root: Sysroot, where: str, name: str, kernel: KernelVersion, since: tuple[int, int]
+) -> Finding:
+    if root.exists(f"{where}/{name}"):
+        return ok(f"{name} present")
+    version = ".".join(map(str, since))
+    return missing(
+        f"no {name} in {where}: added in Linux {version}, this is {kernel.release}", f"needs Linux {version}+"
+    )
+
+
+def _memory_file(root: Sysroot, where: str, name: str, controllers: dict[str, Controller]) -> Finding:
+    memory = controllers.get("memory")
+    if memory is None or memory.where is not Where.V2:
+        place = "is in v1" if memory is not None and memory.where is Where.V1 else "is not available"
+        return disabled(f"the memory controller {place}, not in the v2 hierarchy", V2_HINT)
+    parent = os.path.dirname(where)
+    if "memory" not in root.words(f"{parent}/cgroup.subtree_control"):
+        return unknown(
+            f"memory is not enabled in {parent}/cgroup.subtree_control, so {where} shows no memory files"
+        )
+    if root.exists(f"{where}/{name}"):
+        return ok(f"{name} present")
+    return missing(
+        f"{where} has memory files but no {name}", "memory.peak needs Linux 5.19+, memory.oom.group 4.19+"
+    )
+
+
+def _psi(root: Sysroot) -> Finding:
+    if root.exists("/proc/pressure/cpu"):
+        return ok("/proc/pressure present")
+    if root.cmdline.get("psi") == "0":
+        return disabled("turned off at boot (psi=0)", "remove psi=0 from the kernel command line")
+    return missing(
+        "no /proc/pressure: kernel without CONFIG_PSI (4.20+), or built with CONFIG_PSI_DEFAULT_DISABLED",
+        "boot with psi=1, or use a kernel with CONFIG_PSI=y",
+    )
+
+
+def _nsdelegate(root: Sysroot, v2_mount: str | None) -> Finding:
+    features = root.words("/sys/kernel/cgroup/features")
+    if not root.exists("/sys/kernel/cgroup/features"):
+        return unknown("no /sys/kernel/cgroup/features (Linux 4.15+) to ask")
+    if "nsdelegate" not in features:
+        return missing("the kernel does not offer nsdelegate", "needs Linux 4.13+")
+    if v2_mount is None:
+        return disabled("the kernel offers nsdelegate, but no cgroup2 hierarchy is mounted", V2_HINT)
+    mounted = [m for m in root.mounts if m.fstype == "cgroup2" and m.mount_point == v2_mount]
+    if mounted and mounted[-1].has_option("nsdelegate"):
+        return ok(f"{v2_mount} is mounted with nsdelegate")
+    return disabled(
+        f"the kernel offers nsdelegate, but {v2_mount} is mounted without it",
+        f"mount -o remount,nsdelegate {v2_mount}",
+    )

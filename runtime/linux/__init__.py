@@ -1,0 +1,1 @@
+"""Thin ctypes bindings to the Linux syscalls the standard library lacks."""

@@ -1,0 +1,71 @@
+"""Kernel constants (x86_64 syscall numbers, flags, magic numbers)."""
+
+from __future__ import annotations
+
+# clone/unshare flags
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS: dict[str, int] = {
+    "mnt": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+
+# mount(2)
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 0x2
+
+# prctl(2)
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+SECCOMP_MODE_FILTER = 2
+
+# x86_64 syscall numbers for calls glibc 2.36 does not wrap everywhere
+SYS_PIVOT_ROOT = 155
+SYS_CLONE3 = 435
+SYS_PIDFD_OPEN = 434
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_MOUNT_SETATTR = 442
+SYS_LANDLOCK_CREATE_RULESET = 444
+LANDLOCK_CREATE_RULESET_VERSION = 1
+
+# statfs f_type values
+CGROUP2_SUPER_MAGIC = 0x63677270
+CGROUP_SUPER_MAGIC = 0x27E0EB
+TMPFS_MAGIC = 0x01021994
+RAMFS_MAGIC = 0x858458F6
+FS_MAGIC_NAMES: dict[int, str] = {
+    CGROUP2_SUPER_MAGIC: "cgroup2",
+    CGROUP_SUPER_MAGIC: "cgroup",
+    TMPFS_MAGIC: "tmpfs",
+    RAMFS_MAGIC: "ramfs",
+    0x62656572: "sysfs",
+    0x9FA0: "proc",
+    0xEF53: "ext4",
+    0x794C7630: "overlay",
+}

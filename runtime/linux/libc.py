@@ -1,0 +1,88 @@
+"""ctypes wrappers: each carries argtypes and turns -1 into an OSError that names the call."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from typing import Any
+
+from runtime.linux import constants as c
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _errcheck(result: int, func: Any, args: tuple[Any, ...]) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{func.__name__}: {os.strerror(err)}")
+    return result
+
+
+def _bind(name: str, argtypes: list[Any], restype: Any = ctypes.c_int) -> Any:
+    func = getattr(_libc, name)
+    func.argtypes = argtypes
+    func.restype = restype
+    func.errcheck = _errcheck
+    return func
+
+
+_unshare = _bind("unshare", [ctypes.c_int])
+_setns = _bind("setns", [ctypes.c_int, ctypes.c_int])
+_mount = _bind("mount", [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p])
+_umount2 = _bind("umount2", [ctypes.c_char_p, ctypes.c_int])
+_prctl = _bind("prctl", [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong])
+_syscall = _bind("syscall", [ctypes.c_long], ctypes.c_long)
+_syscall.argtypes = None  # variadic: arguments are passed as c_long by the callers below
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+_statfs = _bind("statfs", [ctypes.c_char_p, ctypes.POINTER(_Statfs)])
+
+
+def _b(path: str | os.PathLike[str] | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def unshare(flags: int) -> None:
+    _unshare(flags)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _setns(fd, nstype)
+
+
+def mount(
+    source: str | None,
+    target: str | os.PathLike[str],
+    fstype: str | None,
+    flags: int = 0,
+    data: str | None = None,
+) -> None:
+    _mount(_b(source), _b(target), _b(fstype), flags, None if data is None else data.encode())
+
+
+def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
+    _umount2(_b(target), flags)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return int(_prctl(option, arg2, arg3, arg4, arg5))
+
+
+def syscall(number: int, *args: int | bytes | None) -> int:
+    converted = [ctypes.c_long(arg) if isinstance(arg, int) else arg for arg in args]
+    return int(_syscall(ctypes.c_long(number), *converted))
+
+
+def pivot_root(new_root: str | os.PathLike[str], put_old: str | os.PathLike[str]) -> None:
+    syscall(c.SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
+
+
+def statfs_magic(path: str | os.PathLike[str]) -> int:
+    buf = _Statfs()
+    _statfs(_b(path), ctypes.byref(buf))
+    return int(buf.f_type) & 0xFFFFFFFF

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Refresh the Debian cloud kernel config extracts kept beside this script.
+
+For each kernel line (5.10/bullseye, 6.1/bookworm, 6.12/trixie, 7.x/sid) this
+finds the newest linux-image-*-cloud-amd64 in that suite of the host's Debian
+mirror, follows it to the package that actually holds the config (sid splits
+the kernel into linux-image, -binary, -modules and -base), and writes:
+
+  config-<id>.extract          header + container-relevant lines, in file order
+  modules.builtin-overlay-<id> lines of modules.builtin naming overlay (only if any)
+  sources.json                 suite, package, version, .deb sha256, kernel release
+
+Downloads stay in the work dir (default: ~/.cache/kcompat/kconfig), never in the repo.
+Running it again with nothing new upstream leaves every file byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cmp_to_key
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from compat.images.apt import (
+    AptSource,
+    PackageNotFound,
+    PrivateApt,
+    compare_versions,
+    extract_deb,
+    host_mirror,
+    sha256_of,
+    update_verified,
+)
+from compat.proc import run
+
+HERE = Path(__file__).resolve().parent
+ARCH = "amd64"
+FLAVOUR = "cloud-amd64"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    id: str
+    suite: str
+    release_re: str  # what the kernel release must start with
+
+
+KERNELS = (
+    Kernel("5.10", "bullseye", r"5\.10\."),
+    Kernel("6.1", "bookworm", r"6\.1\."),
+    Kernel("6.12", "trixie", r"6\.12\."),
+    Kernel("7.x", "sid", r"7\.\d+\."),
+)
+
+# Option names (after CONFIG_) kept in the extracts, matched against the whole name.
+KEEP_NAMES = (
+    "NAMESPACES", ".*_NS", "CGROUP.*", "MEMCG.*", "CPUSETS.*", "BLK_CGROUP.*", "BLK_DEV_THROTTLING",
+    "CFS_BANDWIDTH", "FAIR_GROUP_SCHED", "RT_GROUP_SCHED", "PSI.*", "OVERLAY_FS.*", "SECCOMP.*",
+    "SECURITY_LANDLOCK", "SECURITY_APPARMOR", "SECURITY_SELINUX", "LSM", "BPF_SYSCALL", "CGROUP_BPF",
+    "KEYS", "POSIX_MQUEUE", "VETH", "BRIDGE", "TMPFS.*", "EXT4_FS", "MODULES", "MODULE_COMPRESS.*",
+    "IKCONFIG.*", "FUSE_FS", "VIRTIO_FS", "BLK_DEV_INITRD", "DEVTMPFS.*", "USERFAULTFD",
+    "CHECKPOINT_RESTORE", "SYSVIPC",
+)  # fmt: skip
+KEEP = re.compile("|".join(KEEP_NAMES))
+# Toolchain lines of the header: they say what built the kernel.
+TOOLCHAIN = re.compile(
+    r"CC_VERSION_TEXT|CC_IS_\w+|GCC_VERSION|CLANG_VERSION|AS_IS_\w+|AS_VERSION|LD_IS_\w+|LD_VERSION"
+    r"|LLD_VERSION|RUSTC_VERSION|RUSTC_LLVM_VERSION|BINDGEN_VERSION_TEXT|PAHOLE_VERSION"
+)
+TITLE = re.compile(r"# Linux/\S+ \S+ Kernel Configuration")
+OPTION_LINE = re.compile(r"(?:CONFIG_(\w+)=.*|# CONFIG_(\w+) is not set)")
+# Where a kernel package may keep its config: the classic /boot, or (sid) beside the modules.
+CONFIG_MEMBER = re.compile(r"\./(?:boot/config-(?P<boot>[^/]+)|(?:usr/)?lib/modules/(?P<mod>[^/]+)/config)")
+
+
+@dataclass(frozen=True)
+class Found:
+    kernel: Kernel
+    image_package: str
+    package: str
+    version: str
+    deb: Path
+    config_member: str
+    release: str
+
+
+def newest_image(apt: PrivateApt, kernel: Kernel) -> str:
+    """The linux-image-<release>-cloud-amd64 of this kernel line with the highest version."""
+    names = apt.search_names(rf"linux-image-{kernel.release_re}\S*-{FLAVOUR}")
+    if not names:
+        raise PackageNotFound(f"no linux-image-{kernel.id}*-{FLAVOUR} in {kernel.suite}")
+    versions = {name: apt.candidate_version(name) for name in names}
+
+    def order(a: str, b: str) -> int:
+        return compare_versions(versions[a], versions[b]) or (a > b) - (a < b)
+
+    return max(names, key=cmp_to_key(order))
+
+
+def same_version_depends(apt: PrivateApt, package: str) -> list[str]:
+    """Dependencies pinned to exactly this package's version: the parts of a split kernel."""
+    rec = apt.record(package)
+    pinned = re.compile(rf"(\S+) \(= {re.escape(rec['version'])}\)")
+    return [m[1] for dep in rec.get("depends", "").split(",") if (m := pinned.fullmatch(dep.strip()))]
+
+
+def deb_members(deb: Path) -> list[str]:
+    lines = run(["dpkg-deb", "-c", deb], capture=True).stdout.splitlines()
+    return [line.split(maxsplit=5)[5].split(" -> ")[0] for line in lines if line.strip()]
+
+
+def find_config(apt: PrivateApt, kernel: Kernel, debs_dir: Path) -> Found:
+    """Download the image package, then its same-version parts, until one holds the config."""
+    image = newest_image(apt, kernel)
+    for package in [image, *same_version_depends(apt, image)]:
+        deb = apt.download(package, debs_dir)
+        for member in deb_members(deb):
+            if match := CONFIG_MEMBER.fullmatch(member):
+                release = match["boot"] or match["mod"]
+                version = apt.candidate_version(package)
+                return Found(kernel, image, package, version, deb, member, release)
+    raise PackageNotFound(f"no kernel config in {image} or its parts ({kernel.suite})")
+
+
+def wanted(line: str, in_header: bool) -> bool:
+    match = OPTION_LINE.fullmatch(line)
+    name = (match[1] or match[2]) if match else ""
+    if in_header and (TITLE.fullmatch(line) or (name and TOOLCHAIN.fullmatch(name))):
+        return True
+    return bool(name and KEEP.fullmatch(name))
+
+
+def extract_lines(config: str) -> list[str]:
+    """Kept lines, verbatim and in file order; the header ends where "General setup" begins."""
+    in_header = True
+    kept = []
+    for line in config.splitlines():
+        in_header = in_header and line != "# General setup"
+        if wanted(line, in_header):
+            kept.append(line)
+    return kept
+
+
+def _text(lines: Sequence[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+def write_if_changed(path: Path, text: str) -> str:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return "unchanged"
+    path.write_text(text, encoding="utf-8")
+    return "written"
+
+
+def refresh_one(
+    kernel: Kernel, mirror: AptSource, workdir: Path, fallback_suites: Sequence[str]
+) -> dict[str, str]:
+    apt = PrivateApt(workdir / f"apt-{kernel.suite}", mirror, kernel.suite, arch=ARCH)
+    apt = update_verified(apt, fallback_suites, workdir / "keyring")
+    found = find_config(apt, kernel, workdir / "debs")
+    print(f"  {kernel.id}: {found.package} {found.version} -> {found.config_member}")
+
+    tree = Path(tempfile.mkdtemp(prefix=f"tree-{kernel.id}-", dir=workdir))
+    try:
+        extract_deb(found.deb, tree)
+        config = (tree / found.config_member).read_text(encoding="utf-8")
+        builtin = [tree / d / "lib/modules" / found.release / "modules.builtin" for d in ("", "usr")]
+        builtin_lines = next((b.read_text("utf-8").splitlines() for b in builtin if b.is_file()), None)
+    finally:
+        shutil.rmtree(tree)
+
+    extract = HERE / f"config-{kernel.id}.extract"
+    print(f"  {extract.name}: {write_if_changed(extract, _text(extract_lines(config)))}")
+    overlay_file = HERE / f"modules.builtin-overlay-{kernel.id}"
+    overlay = [line for line in builtin_lines or [] if "overlay" in line]
+    if overlay:
+        print(f"  {overlay_file.name}: {write_if_changed(overlay_file, _text(overlay))}")
+    elif overlay_file.exists():
+        overlay_file.unlink()
+
+    return {
+        "suite": kernel.suite,
+        "arch": ARCH,
+        "image_package": found.image_package,
+        "package": found.package,
+        "version": found.version,
+        "deb": found.deb.name,
+        "sha256": sha256_of(found.deb),
+        "config_member": found.config_member.removeprefix("./"),
+        "kernel_release": found.release,
+        "modules_builtin": "absent" if builtin_lines is None else f"{len(overlay)} overlay lines",
+    }
+
+
+def default_workdir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "kcompat" / "kconfig"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", type=Path, default=default_workdir(), help="downloads and apt state")
+    parser.add_argument("--only", action="append", choices=[k.id for k in KERNELS], help="refresh only these")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+
+    started = time.monotonic()
+    workdir: Path = args.workdir.resolve()
+    if workdir.is_relative_to(HERE.parents[2]):
+        parser.error(f"--workdir {workdir} is inside the repository; downloads must stay out of it")
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Newest first: a keyring that can check sid most likely comes from the next-newest suite.
+    fallback = [k.suite for k in reversed(KERNELS)]
+    mirror = host_mirror()
+
+    sources_path = HERE / "sources.json"
+    sources = json.loads(sources_path.read_text(encoding="utf-8")) if sources_path.exists() else {}
+    for kernel in KERNELS:
+        if args.only and kernel.id not in args.only:
+            continue
+        print(f"{kernel.id} ({kernel.suite}):")
+        sources[kernel.id] = refresh_one(kernel, mirror, workdir, fallback)
+    ordered = {k.id: sources[k.id] for k in KERNELS if k.id in sources}
+    status = write_if_changed(sources_path, json.dumps(ordered, indent=2) + "\n")
+
+    summary = ", ".join(f"{k}={v['kernel_release']}" for k, v in ordered.items())
+    print(f"done in {time.monotonic() - started:.0f}s: {summary}; sources.json {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
