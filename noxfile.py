@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ NEWEST = PYTHONS[-1]
 
 def apt_install(session: nox.Session, *packages: str) -> None:
     """Install Debian packages when root and missing; otherwise say what is missing."""
-    missing = [name for name in packages if not _dpkg_installed(name)]
+    missing = [name for name in packages if not _dpkg_installed(session, name)]
     if not missing:
         return
     if os.geteuid() != 0:
@@ -44,13 +43,13 @@ def apt_install(session: nox.Session, *packages: str) -> None:
     session.run("apt-get", "install", "-y", "-q", *missing, external=True, env=env)
 
 
-def _dpkg_installed(name: str) -> bool:
+def _dpkg_installed(session: nox.Session, name: str) -> bool:
     if not shutil.which("dpkg-query"):
         return True  # not a Debian system: nothing we could install anyway
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False
+    status = session.run(
+        "dpkg-query", "-W", "-f=${Status}", name, external=True, silent=True, success_codes=[0, 1], log=False
     )
-    return result.returncode == 0 and "install ok installed" in result.stdout
+    return isinstance(status, str) and "install ok installed" in status
 
 
 @nox.session(python=PYTHONS)
@@ -76,7 +75,7 @@ def compat(session: nox.Session) -> None:
     recorded Debian kernel config. The VM matrix arrives with the compat harness."""
     session.install("-e", ".")
     session.run("runtime", "check", *session.posargs)
-    for config in sorted((ROOT / "tests" / "data" / "kconfig").glob("config-*.extract")):
+    for config in sorted((ROOT / "tests" / "data" / "kconfig").glob("debian-*.config")):
         session.run("runtime", "check", "--config", str(config), success_codes=[0, 1])
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import lzma
 import re
 import tarfile
 from collections.abc import Mapping
@@ -18,7 +17,8 @@ from runtime.features.sysroot import Sysroot
 _SET = re.compile(r"^CONFIG_(\w+)=(.*)$")
 _UNSET = re.compile(r"^# CONFIG_(\w+) is not set$")
 _HEADER = re.compile(r"^# Linux/\S+ (\S+) Kernel Configuration")
-_DEB_CONFIG = re.compile(r"^(?:\./)?boot/config-(.+)$")
+# Debian keeps it in /boot up to trixie; sid's linux-base-* has it beside the modules.
+_DEB_CONFIG = re.compile(r"^(?:\./)?(?:boot/config-(.+)|(?:usr/)?lib/modules/([^/]+)/config)$")
 
 
 class ConfigError(ValueError):
@@ -62,8 +62,18 @@ def parse(text: str, source: str, release: str | None = None) -> KernelConfig:
         raise ConfigError(
             f"{source} holds no CONFIG_ lines: not a kernel config", "pass a /boot/config-* file"
         )
-    named = release or header_version
-    return KernelConfig(source, parse_release(named) if named else None, options)
+    return KernelConfig(source, _version(header_version, release), options)
+
+
+def _version(header: str | None, release: str | None) -> KernelVersion | None:
+    """Numbers from the header (Debian's release 6.1.0-50 is upstream 6.1.176); the name from the
+    file or package when it agrees."""
+    if header is None:
+        return parse_release(release) if release else None
+    version = parse_release(header)
+    if release and release.startswith(f"{version.major}.{version.minor}"):
+        return KernelVersion(release, version.major, version.minor, version.patch)
+    return version
 
 
 def load(path: Path) -> KernelConfig:
@@ -72,14 +82,12 @@ def load(path: Path) -> KernelConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     if data.startswith(b"!<arch>\n"):
-        release, text = _config_from_deb(data, path)
-        return parse(text, str(path), release)
+        deb_release, text = _config_from_deb(data, path)
+        return parse(text, str(path), deb_release)
     if data.startswith(b"\x1f\x8b"):
         data = gzip.decompress(data)
-    release = path.name.removeprefix("config-") if path.name.startswith("config-") else None
-    if release is not None and not release[:1].isdigit():
-        release = None
-    return parse(data.decode(errors="replace"), str(path), release)
+    named = path.name.removeprefix("config-") if path.name.startswith("config-") else None
+    return parse(data.decode(errors="replace"), str(path), named)
 
 
 def for_running_kernel(root: Sysroot, release: str) -> KernelConfig | None:
@@ -110,13 +118,12 @@ def _ar_members(data: bytes) -> dict[str, bytes]:
 
 
 def _open_data_tar(members: dict[str, bytes], path: Path) -> tarfile.TarFile:
+    # Streamed: the config sits near the start of data.tar, so most of it is never decompressed.
+    modes = {"data.tar": "r|", "data.tar.xz": "r|xz", "data.tar.gz": "r|gz", "data.tar.bz2": "r|bz2"}
     for name, payload in members.items():
-        if name == "data.tar":
-            return tarfile.open(fileobj=io.BytesIO(payload))
-        if name == "data.tar.xz":
-            return tarfile.open(fileobj=io.BytesIO(lzma.decompress(payload)))
-        if name == "data.tar.gz":
-            return tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload)))
+        if name in modes:
+            stream: tarfile.TarFile = tarfile.open(fileobj=io.BytesIO(payload), mode=modes[name])  # type: ignore[call-overload]  # noqa: SIM115 - the caller closes it
+            return stream
         if name.startswith("data.tar."):
             raise ConfigError(f"{path}: {name} is compressed in a way Python's standard library cannot read")
     raise ConfigError(f"{path} is an ar archive without data.tar: not a Debian package")
@@ -124,12 +131,12 @@ def _open_data_tar(members: dict[str, bytes], path: Path) -> tarfile.TarFile:
 
 def _config_from_deb(data: bytes, path: Path) -> tuple[str, str]:
     with _open_data_tar(_ar_members(data), path) as tar:
-        for member in tar.getmembers():
+        for member in tar:
             match = _DEB_CONFIG.match(member.name)
             extracted = tar.extractfile(member) if match and member.isfile() else None
             if match and extracted is not None:
-                return match[1], extracted.read().decode(errors="replace")
+                return match[1] or match[2], extracted.read().decode(errors="replace")
     raise ConfigError(
-        f"{path} carries no boot/config-* file",
+        f"{path} carries no kernel config (boot/config-* or lib/modules/*/config)",
         "Debian sid splits the kernel: the config is in the linux-base-<release> package; pass that one",
     )

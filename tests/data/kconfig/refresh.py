@@ -6,7 +6,7 @@ finds the newest linux-image-*-cloud-amd64 in that suite of the host's Debian
 mirror, follows it to the package that actually holds the config (sid splits
 the kernel into linux-image, -binary, -modules and -base), and writes:
 
-  config-<id>.extract          header + container-relevant lines, in file order
+  debian-<id>.config           header + container-relevant lines, in file order
   modules.builtin-overlay-<id> lines of modules.builtin naming overlay (only if any)
   sources.json                 suite, package, version, .deb sha256, kernel release
 
@@ -180,7 +180,7 @@ def refresh_one(
     finally:
         shutil.rmtree(tree)
 
-    extract = HERE / f"config-{kernel.id}.extract"
+    extract = HERE / f"debian-{kernel.id}.config"
     print(f"  {extract.name}: {write_if_changed(extract, _text(extract_lines(config)))}")
     overlay_file = HERE / f"modules.builtin-overlay-{kernel.id}"
     overlay = [line for line in builtin_lines or [] if "overlay" in line]
