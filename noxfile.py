@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,9 +22,18 @@ nox.options.error_on_missing_interpreters = False
 
 
 def present_interpreters() -> list[str]:
+    """Versions that really start: pyenv leaves shims for versions that are not installed."""
     wanted = ("3.11", "3.12", "3.13", "3.14")
-    found = [version for version in wanted if shutil.which(f"python{version}")]
+    found = [version for version in wanted if _starts(f"python{version}")]
     return found or [f"{sys.version_info.major}.{sys.version_info.minor}"]
+
+
+def _starts(interpreter: str) -> bool:
+    path = shutil.which(interpreter)
+    if path is None:
+        return False
+    probe = subprocess.run([path, "-c", "pass"], capture_output=True, check=False)  # noqa: S603 - fixed argv
+    return probe.returncode == 0
 
 
 PYTHONS = present_interpreters()

@@ -91,7 +91,7 @@ def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, eu
     names = list(dict.fromkeys([*proc, *v2_controllers, *KNOWN_CONTROLLERS]))
     context = _Context(root, mode, v2_mount, v1, v2_controllers, proc, config)
     controllers = {name: context.controller(name) for name in names}
-    controllers = {k: v for k, v in controllers.items() if not _irrelevant(v, proc, v2_controllers)}
+    controllers = {k: v for k, v in controllers.items() if _worth_reporting(v, mode, proc, v1)}
     return Cgroups(
         mode=mode,
         v2_mount=v2_mount,
@@ -101,14 +101,18 @@ def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, eu
     )
 
 
-def _irrelevant(controller: Controller, proc: dict[str, ProcCgroup], v2: list[str]) -> bool:
-    # Names only we know about (io on a v1 host, blkio on a v2 host) are noise unless missing matters.
-    return (
-        controller.where is Where.NONE
-        and controller.name not in proc
-        and controller.name not in v2
-        and (controller.name in ("io", "blkio", "cpuacct", "net_cls", "net_prio", "devices", "freezer"))
-    )
+def _worth_reporting(
+    controller: Controller, mode: CgroupMode, proc: dict[str, ProcCgroup], v1: dict[str, Mount]
+) -> bool:
+    """Leave out what only names a v1/v2 difference: v1-only controllers on a v2 host, and io (v2's
+    name for blkio) where blkio is in v1."""
+    if controller.where is not Where.NONE:
+        return True
+    if controller.name in V1_ONLY_CONTROLLERS:
+        return mode in (CgroupMode.V1, CgroupMode.HYBRID) and controller.name in proc
+    if controller.name == "io":
+        return mode is CgroupMode.V2 or (mode is CgroupMode.HYBRID and "blkio" not in v1)
+    return True
 
 
 @dataclass(frozen=True)
