@@ -31,6 +31,8 @@ from runtime.linux.mountinfo import Mount
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNIFIED = "/sys/fs/cgroup/unified"
 V1_ONLY_OPTIONS = {"memory": "MEMCG_V1", "cpuset": "CPUSETS_V1"}
+CORE_FILES = {"cgroup.kill": (5, 14), "cgroup.freeze": (5, 2)}
+MEMORY_FILES = {"memory.peak": "5.19", "memory.oom.group": "4.19"}
 V1_ONLY_CONTROLLERS = {"cpuacct", "devices", "freezer", "net_cls", "net_prio", "blkio"}  # no v2 interface
 KNOWN_CONTROLLERS = (
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
@@ -228,31 +230,17 @@ def detect_extras(
     extras = {"psi": _psi(root), "nsdelegate": _nsdelegate(root, v2_mount)}
     if v2_mount is None:
         no_v2 = disabled("no cgroup v2 hierarchy is mounted", V2_HINT)
-        return {
-            "cgroup.kill": no_v2,
-            "cgroup.freeze": no_v2,
-            "memory.peak": no_v2,
-            "memory.oom.group": no_v2,
-            **extras,
-        }
+        return {name: no_v2 for name in (*CORE_FILES, *MEMORY_FILES)} | extras
+    memory_elsewhere = _memory_not_in_v2(controllers)
     with _non_root_cgroup(root, v2_mount, euid) as (where, why_not):
         if where is None:
-            blind = unknown(why_not)
-            return {
-                "cgroup.kill": blind,
-                "cgroup.freeze": blind,
-                "memory.peak": blind,
-                "memory.oom.group": blind,
-                **extras,
-            }
-        core = {
-            "cgroup.kill": _core_file(root, where, "cgroup.kill", kernel, (5, 14)),
-            "cgroup.freeze": _core_file(root, where, "cgroup.freeze", kernel, (5, 2)),
-        }
-        memory = {
-            name: _memory_file(root, where, name, controllers) for name in ("memory.peak", "memory.oom.group")
-        }
-    return {**core, **memory, **extras}
+            found = {name: unknown(why_not) for name in (*CORE_FILES, *MEMORY_FILES)}
+        else:
+            found = {name: _core_file(root, where, name, kernel, since) for name, since in CORE_FILES.items()}
+            found |= {name: _memory_file(root, where, name) for name in MEMORY_FILES}
+    if memory_elsewhere is not None:
+        found |= {name: memory_elsewhere for name in MEMORY_FILES}
+    return found | extras
 
 
 @contextlib.contextmanager
@@ -299,11 +287,15 @@ def _core_file(
     )
 
 
-def _memory_file(root: Sysroot, where: str, name: str, controllers: dict[str, Controller]) -> Finding:
+def _memory_not_in_v2(controllers: dict[str, Controller]) -> Finding | None:
     memory = controllers.get("memory")
-    if memory is None or memory.where is not Where.V2:
-        place = "is in v1" if memory is not None and memory.where is Where.V1 else "is not available"
-        return disabled(f"the memory controller {place}, not in the v2 hierarchy", V2_HINT)
+    if memory is not None and memory.where is Where.V2:
+        return None
+    place = "is in v1" if memory is not None and memory.where is Where.V1 else "is not available"
+    return disabled(f"the memory controller {place}, not in the v2 hierarchy", V2_HINT)
+
+
+def _memory_file(root: Sysroot, where: str, name: str) -> Finding:
     parent = os.path.dirname(where)
     if "memory" not in root.words(f"{parent}/cgroup.subtree_control"):
         return unknown(
@@ -311,9 +303,7 @@ def _memory_file(root: Sysroot, where: str, name: str, controllers: dict[str, Co
         )
     if root.exists(f"{where}/{name}"):
         return ok(f"{name} present")
-    return missing(
-        f"{where} has memory files but no {name}", "memory.peak needs Linux 5.19+, memory.oom.group 4.19+"
-    )
+    return missing(f"{where} has memory files but no {name}", f"{name} needs Linux {MEMORY_FILES[name]}+")
 
 
 def _psi(root: Sysroot) -> Finding:

@@ -107,9 +107,9 @@ class UserNamespaces:
 
     @property
     def reason(self) -> str:
-        """The cause of the first unusable verdict, for the JSON summary."""
+        """The cause of the first verdict that says no (not merely unknown), for the JSON summary."""
         for finding in (self.root, self.unprivileged):
-            if finding.status is not Status.OK and finding.cause:
+            if finding.status in (Status.MISSING, Status.DISABLED) and finding.cause:
                 return finding.cause
         return ""
 

@@ -126,9 +126,12 @@ def _finding(finding: Finding) -> dict[str, Any]:
 
 
 def _reason(*findings: Finding) -> str | None:
-    for finding in findings:
-        if finding.status is not Status.OK:
-            return finding.cause or None
+    """The first cause that says no; an unknown's cause only when nothing says no."""
+    refusals = [f for f in findings if f.status in (Status.MISSING, Status.DISABLED)]
+    unknowns = [f for f in findings if f.status is Status.UNKNOWN]
+    for finding in refusals + unknowns:
+        if finding.cause:
+            return finding.cause
     return None
 
 

@@ -61,11 +61,14 @@ class Sysroot:
 
     @cached_property
     def cmdline(self) -> dict[str, str]:
-        """Kernel parameters; a bare word maps to ""."""
+        """Kernel parameters; a bare word maps to "", a repeated one to its values joined by commas.
+        What follows "--" belongs to init, not to the kernel."""
         params: dict[str, str] = {}
         for word in self.words("/proc/cmdline"):
+            if word == "--":
+                break
             key, _, value = word.partition("=")
-            params[key] = value
+            params[key] = f"{params[key]},{value}" if params.get(key) else value
         return params
 
 

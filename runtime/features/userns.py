@@ -14,11 +14,11 @@ AFTER_UNSHARE = {"setgroups", "uid_map", "gid_map", "use"}
 
 def detect(root: Sysroot, outcomes: Outcomes, euid: int | None) -> UserNamespaces:
     if euid == 0:
-        as_root = _interpret(root, outcomes.get("userns.self"), unprivileged=False)
-        as_user = _interpret(root, outcomes.get("userns.unprivileged"), unprivileged=True)
+        as_root = _interpret(root, outcomes.get("userns.self"), uid=0)
+        as_user = _interpret(root, outcomes.get("userns.unprivileged"), uid=UNPRIVILEGED_UID)
     else:
         as_root = unknown("not root: cannot probe as root")
-        as_user = _interpret(root, outcomes.get("userns.self"), unprivileged=True)
+        as_user = _interpret(root, outcomes.get("userns.self"), uid=euid)
     return UserNamespaces(
         root=as_root,
         unprivileged=as_user,
@@ -27,8 +27,9 @@ def detect(root: Sysroot, outcomes: Outcomes, euid: int | None) -> UserNamespace
     )
 
 
-def _interpret(root: Sysroot, outcome: Outcome | None, unprivileged: bool) -> Finding:
-    who = f"uid {UNPRIVILEGED_UID}" if unprivileged else "root"
+def _interpret(root: Sysroot, outcome: Outcome | None, uid: int | None) -> Finding:
+    unprivileged = uid != 0
+    who = "root" if uid == 0 else f"uid {uid}"
     if outcome is None:
         return unknown("not probed")
     if outcome.ok:

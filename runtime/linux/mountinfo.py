@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -19,9 +20,12 @@ class Mount:
         return name in self.super_options
 
 
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
 def _unescape(field: str) -> str:
     # The kernel escapes space, tab, newline and backslash as \ooo octal.
-    return field.encode().decode("unicode_escape") if "\\" in field else field
+    return _OCTAL.sub(lambda match: chr(int(match[1], 8)), field)
 
 
 def parse(text: str) -> list[Mount]:
