@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     runs = parser.parse_args().runs
 
-    from runtime.features import detect
+    from runtime.features.host import detect
 
     whole = timed(command("-m", "runtime", "check"), runs)
     print(line("python -I -S -c pass", timed(command("-I", "-S", "-c", "pass"), runs)))

@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtime.features.kconfig import KernelConfig
 from runtime.features.model import (
     CgroupMode,
     Cgroups,
@@ -27,6 +27,9 @@ from runtime.features.model import (
 )
 from runtime.features.sysroot import Sysroot
 from runtime.linux.mountinfo import Mount
+
+if TYPE_CHECKING:  # kconfig pulls in tarfile; `runtime run` never needs it on its start path
+    from runtime.features.kconfig import KernelConfig
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -85,7 +88,15 @@ def detect_mode(root: Sysroot, v1: dict[str, Mount]) -> tuple[CgroupMode, str | 
     return CgroupMode.NONE, None
 
 
-def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, euid: int | None) -> Cgroups:
+@dataclass(frozen=True)
+class Layout:
+    mode: CgroupMode
+    v2_mount: str | None
+    controllers: dict[str, Controller]
+
+
+def layout(root: Sysroot, config: KernelConfig | None = None) -> Layout:
+    """The mode and where each controller lives: reads only, no probe. `runtime run` uses this."""
     v1 = v1_hierarchies(root)
     mode, v2_mount = detect_mode(root, v1)
     v2_controllers = root.words(f"{v2_mount}/cgroup.controllers") if v2_mount else []
@@ -93,13 +104,19 @@ def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, eu
     names = list(dict.fromkeys([*proc, *v2_controllers, *KNOWN_CONTROLLERS]))
     context = _Context(root, mode, v2_mount, v1, v2_controllers, proc, config)
     controllers = {name: context.controller(name) for name in names}
-    controllers = {k: v for k, v in controllers.items() if _worth_reporting(v, mode, proc, v1)}
+    return Layout(
+        mode, v2_mount, {k: v for k, v in controllers.items() if _worth_reporting(v, mode, proc, v1)}
+    )
+
+
+def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, euid: int | None) -> Cgroups:
+    found = layout(root, config)
     return Cgroups(
-        mode=mode,
-        v2_mount=v2_mount,
-        controllers=controllers,
-        extras=detect_extras(root, kernel, mode, v2_mount, controllers, euid),
-        finding=_mode_finding(mode, v2_mount, controllers),
+        mode=found.mode,
+        v2_mount=found.v2_mount,
+        controllers=found.controllers,
+        extras=detect_extras(root, kernel, found.mode, found.v2_mount, found.controllers, euid),
+        finding=_mode_finding(found.mode, found.v2_mount, found.controllers),
     )
 
 

@@ -14,11 +14,11 @@ AFTER_UNSHARE = {"setgroups", "uid_map", "gid_map", "use"}
 
 def detect(root: Sysroot, outcomes: Outcomes, euid: int | None) -> UserNamespaces:
     if euid == 0:
-        as_root = _interpret(root, outcomes.get("userns.self"), uid=0)
-        as_user = _interpret(root, outcomes.get("userns.unprivileged"), uid=UNPRIVILEGED_UID)
+        as_root = verdict(root, outcomes.get("userns.self"), uid=0)
+        as_user = verdict(root, outcomes.get("userns.unprivileged"), uid=UNPRIVILEGED_UID)
     else:
         as_root = unknown("not root: cannot probe as root")
-        as_user = _interpret(root, outcomes.get("userns.self"), uid=euid)
+        as_user = verdict(root, outcomes.get("userns.self"), uid=euid)
     return UserNamespaces(
         root=as_root,
         unprivileged=as_user,
@@ -27,7 +27,8 @@ def detect(root: Sysroot, outcomes: Outcomes, euid: int | None) -> UserNamespace
     )
 
 
-def _interpret(root: Sysroot, outcome: Outcome | None, uid: int | None) -> Finding:
+def verdict(root: Sysroot, outcome: Outcome | None, uid: int | None) -> Finding:
+    """What a userns probe outcome means for uid, naming the knob when it failed."""
     unprivileged = uid != 0
     who = "root" if uid == 0 else f"uid {uid}"
     if outcome is None:

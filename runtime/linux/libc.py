@@ -86,3 +86,27 @@ def statfs_magic(path: str | os.PathLike[str]) -> int:
     buf = _Statfs()
     _statfs(_b(path), ctypes.byref(buf))
     return int(buf.f_type) & 0xFFFFFFFF
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks)."""
+    header = _CapHeader(c.LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for index in range(2):
+        shift = 32 * index
+        data[index].effective = (effective >> shift) & 0xFFFFFFFF
+        data[index].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[index].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    syscall(c.SYS_CAPSET, ctypes.addressof(header), ctypes.addressof(data))

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.features import detect, report
+from runtime.features import report
+from runtime.features.host import detect
 from runtime.features.model import CgroupMode, Features, Status
 from runtime.features.probes import UNPRIVILEGED_UID
 

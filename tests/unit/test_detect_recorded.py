@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from runtime.features import detect, report
+from runtime.features import report
+from runtime.features.host import detect
 from runtime.features.model import CgroupMode, Features, Status, Where
 from runtime.features.probes import Outcome
 from runtime.linux import mountinfo
