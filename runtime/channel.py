@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def send(fd: int, kind: str, text: str = "") -> None:

@@ -1,41 +1,55 @@
 """The container side: the only code between unshare and exec.
 
 Three processes, all forked from the runtime (single-threaded, nothing imported late):
-- setup: joins the cgroup, enters the user namespace (the runtime writes its id maps), unshares the
+- setup: joins the cgroups, enters the user namespace (the runtime writes its id maps), unshares the
   rest, forks the init and exits, so the init is reparented to the runtime (a child subreaper);
 - init: PID 1 of the new PID namespace. Builds the filesystem view, switches root, sets the host
   name, brings up lo, forks the workload, then forwards signals to it and reaps zombies;
 - workload: sets workdir, user, capabilities and no_new_privs, then execs the command.
+
+_signal rather than signal, which imports enum: this is the start path.
 """
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
-import socket
 import sys
-from dataclasses import dataclass
-from typing import NoReturn
 
 from runtime import channel, rootfs
+from runtime.errors import EXIT_RUNTIME
 from runtime.linux import constants as c
 from runtime.linux import libc, net
-from runtime.spec import EXIT_RUNTIME, ContainerSpec, Network
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT)
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from runtime.spec import ContainerSpec
+
+FORWARDED = (
+    _signal.SIGTERM,
+    _signal.SIGINT,
+    _signal.SIGHUP,
+    _signal.SIGUSR1,
+    _signal.SIGUSR2,
+    _signal.SIGQUIT,
+)
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 
 
-@dataclass(frozen=True)
 class Launch:
     """What the runtime decided, handed to the child processes."""
 
-    userns: bool
-    cgroupns: bool
-    last_cap: int
-    up: int  # write end: messages to the runtime
-    down: int  # read end: go-aheads from the runtime
+    __slots__ = ("cgroupns", "down", "last_cap", "up", "userns")
+
+    def __init__(self, userns: str, cgroupns: bool, last_cap: int, up: int, down: int) -> None:
+        self.userns = userns  # "private", "auto" (private if it works) or "" (the host's)
+        self.cgroupns = cgroupns
+        self.last_cap = last_cap
+        self.up = up  # write end: messages to the runtime
+        self.down = down  # read end: go-aheads from the runtime
 
 
 def exit_code(status: int) -> int:
@@ -47,11 +61,7 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
     try:
         channel.wait_for(launch.down, b"g")  # the runtime has put us in the container's cgroups
         if launch.userns:
-            libc.unshare(c.CLONE_NEWUSER)
-            channel.send(launch.up, "userns")
-            channel.wait_for(launch.down, b"m")
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            _enter_userns(launch)
         libc.unshare(_namespace_flags(spec, launch))
         init = os.fork()
         if init == 0:
@@ -63,9 +73,24 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
     os._exit(0)
 
 
+def _enter_userns(launch: Launch) -> None:
+    """Detect by doing: under "auto" a refused unshare means the host's user namespace."""
+    try:
+        libc.unshare(c.CLONE_NEWUSER)
+    except OSError as exc:
+        channel.send(launch.up, "userns-failed", str(exc.errno or 0))
+        if launch.userns == "private":
+            raise
+        return
+    channel.send(launch.up, "userns")
+    channel.wait_for(launch.down, b"m")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
 def _namespace_flags(spec: ContainerSpec, launch: Launch) -> int:
     flags = c.CLONE_NEWNS | c.CLONE_NEWUTS | c.CLONE_NEWIPC | c.CLONE_NEWPID
-    if spec.network is Network.NONE:
+    if spec.network == "none":
         flags |= c.CLONE_NEWNET
     if launch.cgroupns:
         flags |= c.CLONE_NEWCGROUP
@@ -81,8 +106,8 @@ def container_init(spec: ContainerSpec, launch: Launch) -> NoReturn:
         os.setsid()  # off the terminal's process group: the runtime forwards its signals
         rootfs.prepare(spec.rootfs, spec.read_only, note)
         rootfs.switch_root(spec.rootfs, note)
-        socket.sethostname(spec.hostname)
-        if spec.network is Network.NONE:
+        libc.sethostname(spec.hostname)
+        if spec.network == "none":
             net.set_up("lo")
         workload = os.fork()
         if workload == 0:
@@ -99,8 +124,8 @@ def _init_loop(workload: int) -> NoReturn:
         os.kill(workload, signum)
 
     for signum in FORWARDED:
-        signal.signal(signum, forward)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _signal.signal(signum, forward)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     while True:
         try:
             pid, status = os.wait()
@@ -117,16 +142,16 @@ def run_workload(spec: ContainerSpec, launch: Launch) -> NoReturn:
         _drop_privileges(spec, launch.last_cap)
         _reset_signals()
     except OSError as exc:
-        print(f"runtime: cannot start the command: {exc}", file=sys.stderr)
+        sys.stderr.write(f"runtime: cannot start the command: {exc}\n")
         os._exit(EXIT_RUNTIME)
     command = spec.argv[0]
     try:
         os.execvpe(command, list(spec.argv), spec.environment())
     except FileNotFoundError:
-        print(f"runtime: {command}: command not found in the container", file=sys.stderr)
+        sys.stderr.write(f"runtime: {command}: command not found in the container\n")
         os._exit(EXIT_NOT_FOUND)
     except OSError as exc:
-        print(f"runtime: {command}: cannot execute: {exc.strerror}", file=sys.stderr)
+        sys.stderr.write(f"runtime: {command}: cannot execute: {exc.strerror}\n")
         os._exit(EXIT_CANNOT_EXECUTE)
 
 
@@ -147,6 +172,6 @@ def _drop_privileges(spec: ContainerSpec, last_cap: int) -> None:
 
 def _reset_signals() -> None:
     # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across exec.
-    for signum in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for signum in (_signal.SIGPIPE, _signal.SIGXFSZ, *FORWARDED):
+        _signal.signal(signum, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
 from runtime.errors import Failure, die
 
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="runtime", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="say what was decided and why")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -25,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_check(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pathlib import Path
+
     check = verbs.add_parser(
         "check",
         help="what this kernel can do for containers",
@@ -42,33 +47,8 @@ def _add_check(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _add_run(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = verbs.add_parser(
-        "run",
-        help="run a command in a container",
-        description="Run COMMAND in new namespaces and cgroups, adapted to what this host's kernel offers. "
-        "Exit code: the command's; 128+N if killed by signal N; 125 if the runtime failed; 126 if the "
-        "command cannot be executed; 127 if it is not found.",
-    )
-    run.add_argument("--rootfs", required=True, metavar="DIR", help="the container's root filesystem")
-    run.add_argument("-m", "--memory", help="memory limit, e.g. 64m")
-    run.add_argument("--cpus", help="CPU limit in CPUs, e.g. 0.5")
-    run.add_argument("--pids-limit", help="most processes at once")
-    run.add_argument("--hostname", help="host name (default: the container id)")
-    run.add_argument(
-        "-e", "--env", action="append", default=[], metavar="KEY=VAL", help="set an environment variable"
-    )
-    run.add_argument("-w", "--workdir", default="/", metavar="DIR", help="working directory in the container")
-    run.add_argument(
-        "-u", "--user", default="0:0", metavar="UID[:GID]", help="user (ids, or names in the image)"
-    )
-    run.add_argument(
-        "--network", choices=["none", "host"], default="none", help="none: only lo, up (default)"
-    )
-    run.add_argument("--userns", choices=["auto", "host", "private"], default="auto", help="user namespace")
-    run.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-    run.add_argument("--name", help="a name for `runtime ps` (default: the container id)")
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
-    run.set_defaults(func=cmd_run)
+    # Only for `runtime --help`: main() hands `run` to runcli before argparse is imported.
+    verbs.add_parser("run", help="run a command in a container (runtime run --help)", add_help=False)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -95,39 +75,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.can_run_containers(checks) else 1
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import os
-
-    from runtime import container, spec
-    from runtime.cgroups import Limits
-
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise spec.bad("no command to run", "runtime run --rootfs DIR COMMAND [ARG...]")
-    rootfs = spec.check_rootfs(args.rootfs)
-    container_id = os.urandom(6).hex()
-    limits = Limits(
-        memory=spec.parse_memory(args.memory) if args.memory else None,
-        cpus=spec.parse_cpus(args.cpus) if args.cpus else None,
-        pids=spec.parse_pids(args.pids_limit) if args.pids_limit else None,
-    )
-    request = spec.ContainerSpec(
-        container_id=container_id,
-        name=spec.check_name(args.name) if args.name else container_id,
-        rootfs=rootfs,
-        argv=tuple(command),
-        env=spec.parse_env(args.env),
-        workdir=args.workdir if args.workdir.startswith("/") else f"/{args.workdir}",
-        user=spec.parse_user(args.user, rootfs),
-        hostname=spec.check_hostname(args.hostname) if args.hostname else container_id,
-        limits=limits,
-        network=spec.Network(args.network),
-        userns=spec.UsernsMode(args.userns),
-        read_only=args.read_only,
-    )
-    return container.run(request)
-
-
 def cmd_ps(args: argparse.Namespace) -> int:
     import time
 
@@ -152,7 +99,20 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    verbose = words[:1] in (["-v"], ["--verbose"])
+    if words[verbose : verbose + 1] == ["run"]:
+        from runtime import output, runcli
+
+        output.verbose = verbose
+        return runcli.main(words[verbose + 1 :])
+    return _main_with_argparse(words)
+
+
+def _main_with_argparse(words: list[str]) -> int:
+    import logging
+
+    args = build_parser().parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="runtime: %(message)s",

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-from pathlib import Path
 
 from runtime import state
-from runtime.cgroups.base import CgroupError, kill_procs, remove
+from runtime.cgroups.base import SIGKILL, CgroupError, kill_procs, remove
 
 
 def collect() -> list[str]:
+    """One line for each container whose runtime is gone; live ones are left alone."""
     removed = []
     for found in state.load_all():
-        if found.runtime_alive():
-            continue
-        removed.append(f"{found.name} ({found.container_id}): {_clean(found)}")
+        if not found.runtime_alive():
+            removed.append(f"{found.name} ({found.container_id}): {_clean(found)}")
     return removed
 
 
 def _clean(found: state.State) -> str:
     if found.init_pid and _is_container_init(found):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(found.init_pid, signal.SIGKILL)
+        try:
+            os.kill(found.init_pid, SIGKILL)
+        except ProcessLookupError:
+            pass
     left = []
-    for directory in map(Path, found.cgroups):
+    for directory in found.cgroups:
         kill_procs(directory)
         try:
             remove(directory)
@@ -38,7 +37,8 @@ def _clean(found: state.State) -> str:
 def _is_container_init(found: state.State) -> bool:
     """A PID is reused: trust it only while it still sits in one of the container's cgroups."""
     try:
-        lines = Path(f"/proc/{found.init_pid}/cgroup").read_text().splitlines()
+        with open(f"/proc/{found.init_pid}/cgroup") as file:
+            lines = file.read().splitlines()
     except OSError:
         return False
     return any(line.rsplit(":", 1)[-1].endswith(f"/{found.container_id}") for line in lines)

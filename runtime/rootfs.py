@@ -6,25 +6,28 @@ mounted here can reach the host: propagation is made private first.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Callable
-from pathlib import Path
 
 from runtime.linux import constants as c
 from runtime.linux import libc
 
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # Docker's masked and read-only paths (moby oci/defaults.go)
 MASKED = (
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "proc/acpi", "proc/asound", "proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
+    "proc/timer_stats", "proc/sched_debug", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap",
 )  # fmt: skip
-READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+READ_ONLY = ("proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+             ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))  # fmt: skip
 NOSUID_NODEV_NOEXEC = c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC
-# statvfs f_flag bits that must be kept when remounting a bind read-only (locked in a user namespace)
-_ST_TO_MS = {os.ST_NOSUID: c.MS_NOSUID, os.ST_NODEV: c.MS_NODEV, os.ST_NOEXEC: c.MS_NOEXEC}
+# statvfs flags that a read-only remount of a bind must keep (they are locked in a user namespace)
+KEPT_FLAGS = ((os.ST_NOSUID, c.MS_NOSUID), (os.ST_NODEV, c.MS_NODEV), (os.ST_NOEXEC, c.MS_NOEXEC))
 
 
 class MountFailed(OSError):
@@ -32,7 +35,7 @@ class MountFailed(OSError):
 
 
 def _mount(
-    source: str | None, target: Path, fstype: str | None, flags: int = 0, data: str | None = None
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
 ) -> None:
     try:
         libc.mount(source, target, fstype, flags, data)
@@ -41,45 +44,32 @@ def _mount(
         raise MountFailed(exc.errno, f"mount {what} on {target}: {exc.strerror}") from exc
 
 
-def _remount_read_only(target: Path) -> None:
-    kept = 0
+def _remount_read_only(target: str) -> None:
     flags = os.statvfs(target).f_flag
-    for st_flag, ms_flag in _ST_TO_MS.items():
-        if flags & st_flag:
-            kept |= ms_flag
+    kept = sum(ms for st, ms in KEPT_FLAGS if flags & st)
     _mount(None, target, None, c.MS_BIND | c.MS_REMOUNT | c.MS_RDONLY | kept)
 
 
-def _bind(source: Path, target: Path, read_only: bool = False) -> None:
-    _mount(str(source), target, None, c.MS_BIND | c.MS_REC)
+def _bind(source: str, target: str, read_only: bool = False) -> None:
+    _mount(source, target, None, c.MS_BIND | c.MS_REC)
     if read_only:
         _remount_read_only(target)
 
 
-def prepare(rootfs: Path, read_only: bool, note: Callable[[str], None]) -> None:
-    """Mount /proc, /sys, /dev and the masks under rootfs, which becomes a mount point of its own."""
-    _mount(None, Path("/"), None, c.MS_REC | c.MS_PRIVATE)
+def prepare(rootfs: str, read_only: bool, note: Callable[[str], None]) -> None:
+    """Mount /proc, /sys, /dev and the masks under rootfs, which becomes a mount point of its own.
+    The mount points themselves were made by the runtime (see container.py)."""
+    _mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
     _bind(rootfs, rootfs)
-    _mount_proc(rootfs / "proc")
-    _mount_sys(rootfs / "sys", note)
-    _mount_dev(rootfs / "dev")
+    _mount("proc", f"{rootfs}/proc", "proc", NOSUID_NODEV_NOEXEC)
+    _mount_sys(f"{rootfs}/sys", note)
+    _mount_dev(f"{rootfs}/dev")
     _mask(rootfs)
     if read_only:
         _remount_read_only(rootfs)
 
 
-def _ensure_dir(path: Path) -> None:
-    if not path.is_dir():
-        path.mkdir(mode=0o755, parents=True)
-
-
-def _mount_proc(target: Path) -> None:
-    _ensure_dir(target)
-    _mount("proc", target, "proc", NOSUID_NODEV_NOEXEC)
-
-
-def _mount_sys(target: Path, note: Callable[[str], None]) -> None:
-    _ensure_dir(target)
+def _mount_sys(target: str, note: Callable[[str], None]) -> None:
     try:
         _mount("sysfs", target, "sysfs", NOSUID_NODEV_NOEXEC | c.MS_RDONLY)
     except MountFailed as exc:
@@ -89,44 +79,37 @@ def _mount_sys(target: Path, note: Callable[[str], None]) -> None:
         note(
             "sysfs: a fresh mount is not allowed here (host network in a user namespace): read-only bind of /sys"
         )
-        _bind(Path("/sys"), target, read_only=True)
+        _bind("/sys", target, read_only=True)
 
 
-def _mount_dev(dev: Path) -> None:
-    _ensure_dir(dev)
+def _mount_dev(dev: str) -> None:
     _mount("tmpfs", dev, "tmpfs", c.MS_NOSUID, "mode=755,size=65536k")
     for name in DEVICES:
-        node = dev / name
-        node.touch(mode=0o666)
-        _bind(Path("/dev") / name, node)  # bind, not mknod: works inside a user namespace too
-    (dev / "pts").mkdir()
-    _mount("devpts", dev / "pts", "devpts", c.MS_NOSUID | c.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
-    (dev / "ptmx").symlink_to("pts/ptmx")
-    (dev / "shm").mkdir(mode=0o1777)
-    _mount("shm", dev / "shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
-    for link, target in (
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-    ):
-        (dev / link).symlink_to(target)
-    (dev / "stderr").symlink_to("/proc/self/fd/2")
+        node = f"{dev}/{name}"
+        os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
+        _bind(f"/dev/{name}", node)  # bind, not mknod: works inside a user namespace too
+    os.mkdir(f"{dev}/pts")
+    _mount("devpts", f"{dev}/pts", "devpts", c.MS_NOSUID | c.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+    os.mkdir(f"{dev}/shm")
+    _mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    for link, target in DEV_LINKS:
+        os.symlink(target, f"{dev}/{link}")
 
 
-def _mask(rootfs: Path) -> None:
+def _mask(rootfs: str) -> None:
     for path in MASKED:
-        target = rootfs / path.lstrip("/")
-        if target.is_dir():
+        target = f"{rootfs}/{path}"
+        if os.path.isdir(target):
             _mount("tmpfs", target, "tmpfs", c.MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0")
-        elif target.exists():
-            _bind(rootfs / "dev/null", target)
+        elif os.path.exists(target):
+            _bind(f"{rootfs}/dev/null", target)
     for path in READ_ONLY:
-        target = rootfs / path.lstrip("/")
-        if target.exists():
+        target = f"{rootfs}/{path}"
+        if os.path.exists(target):
             _bind(target, target, read_only=True)
 
 
-def switch_root(rootfs: Path, note: Callable[[str], None]) -> None:
+def switch_root(rootfs: str, note: Callable[[str], None]) -> None:
     """pivot_root, or MS_MOVE + chroot where the root is an initramfs (pivot_root gives EINVAL)."""
     os.chdir(rootfs)
     try:
@@ -135,7 +118,7 @@ def switch_root(rootfs: Path, note: Callable[[str], None]) -> None:
         if exc.errno != errno.EINVAL:
             raise
         note("pivot_root gave EINVAL (the host's root is an initramfs): using MS_MOVE + chroot")
-        _mount(str(rootfs), Path("/"), None, c.MS_MOVE)
+        _mount(rootfs, "/", None, c.MS_MOVE)
         os.chroot(".")
     else:
         # The old root is now stacked under "."; detach it so the host's tree is out of reach.
@@ -145,5 +128,7 @@ def switch_root(rootfs: Path, note: Callable[[str], None]) -> None:
 
 
 def make_workdir(path: str) -> None:
-    with contextlib.suppress(FileExistsError):
+    try:
         os.makedirs(path, mode=0o755)
+    except FileExistsError:
+        pass

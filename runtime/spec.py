@@ -1,55 +1,63 @@
-"""What the user asked `runtime run` for, parsed and checked. Bad input raises Failure (exit 125)."""
+"""What the user asked `runtime run` for, parsed and checked. Bad input raises Failure (exit 125).
+
+Plain classes and hand-written checks instead of dataclasses, enum and re: this is the start path.
+"""
 
 from __future__ import annotations
 
-import enum
 import os
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from runtime.cgroups.base import Limits
-from runtime.errors import Failure
+from runtime.errors import EXIT_RUNTIME, Failure
 
-EXIT_RUNTIME = 125
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)b?$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+USERNS_MODES = ("auto", "host", "private")
+NETWORKS = ("none", "host")
+MIN_MEMORY = 6 * 1024**2
 
 
-class UsernsMode(enum.StrEnum):
-    AUTO = "auto"
-    HOST = "host"
-    PRIVATE = "private"
-
-
-class Network(enum.StrEnum):
-    NONE = "none"
-    HOST = "host"
-
-
-@dataclass(frozen=True)
 class User:
-    uid: int = 0
-    gid: int = 0
+    __slots__ = ("gid", "uid")
+
+    def __init__(self, uid: int = 0, gid: int = 0) -> None:
+        self.uid = uid
+        self.gid = gid
 
 
-@dataclass(frozen=True)
 class ContainerSpec:
-    container_id: str
-    name: str
-    rootfs: Path
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = ()
-    workdir: str = "/"
-    user: User = field(default_factory=User)
-    hostname: str = ""
-    limits: Limits = field(default_factory=Limits)
-    network: Network = Network.NONE
-    userns: UsernsMode = UsernsMode.AUTO
-    read_only: bool = False
+    __slots__ = (
+        "argv", "container_id", "env", "hostname", "limits", "name", "network", "read_only", "rootfs",
+        "user", "userns", "workdir",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        container_id: str,
+        name: str,
+        rootfs: str,
+        argv: tuple[str, ...],
+        env: tuple[tuple[str, str], ...] = (),
+        workdir: str = "/",
+        user: User | None = None,
+        hostname: str = "",
+        limits: Limits | None = None,
+        network: str = "none",
+        userns: str = "auto",
+        read_only: bool = False,
+    ) -> None:
+        self.container_id = container_id
+        self.name = name
+        self.rootfs = rootfs
+        self.argv = argv
+        self.env = env
+        self.workdir = workdir
+        self.user = user or User()
+        self.hostname = hostname or container_id
+        self.limits = limits or Limits()
+        self.network = network
+        self.userns = userns
+        self.read_only = read_only
 
     def environment(self) -> dict[str, str]:
         env = {
@@ -66,11 +74,19 @@ def bad(message: str, hint: str = "") -> Failure:
 
 
 def parse_memory(text: str) -> int:
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise bad(f"--memory {text!r} is not a size", "use a number with an optional unit: 64m, 1g, 524288k")
-    value = int(float(match[1]) * _UNITS[match[2].lower()])
-    if value < 6 * 1024**2:
+    """Docker's spelling: a number with an optional b, k, m or g (powers of 1024)."""
+    lowered = text.strip().lower()
+    if lowered.endswith(("kb", "mb", "gb")):
+        lowered = lowered[:-1]
+    unit = lowered[-1:] if lowered[-1:] in UNITS else "b"
+    digits = lowered[:-1] if unit != "b" or lowered.endswith("b") else lowered
+    try:
+        value = int(float(digits) * UNITS[unit])
+    except ValueError:
+        raise bad(
+            f"--memory {text!r} is not a size", "use a number with an optional unit: 64m, 1g, 524288k"
+        ) from None
+    if value < MIN_MEMORY:
         raise bad(f"--memory {text} is below the 6 MiB a container needs to start", "use --memory 6m or more")
     return value
 
@@ -80,8 +96,9 @@ def parse_cpus(text: str) -> float:
         value = float(text)
     except ValueError:
         raise bad(f"--cpus {text!r} is not a number", "for example --cpus 0.5") from None
-    if not 0.01 <= value <= (os.cpu_count() or 1):
-        raise bad(f"--cpus {text} is out of range", f"use a value from 0.01 to {os.cpu_count()}")
+    most = os.cpu_count() or 1
+    if not 0.01 <= value <= most:
+        raise bad(f"--cpus {text} is out of range", f"use a value from 0.01 to {most}")
     return value
 
 
@@ -101,42 +118,49 @@ def parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def parse_user(text: str, rootfs: Path) -> User:
+def parse_user(text: str, rootfs: str) -> User:
     name, _, group = text.partition(":")
-    uid = _lookup(name, rootfs / "etc/passwd", 2, "user")
-    gid = _lookup(group, rootfs / "etc/group", 2, "group") if group else _primary_gid(name, uid, rootfs)
+    uid = _lookup(name, os.path.join(rootfs, "etc/passwd"), "user")
+    gid = (
+        _lookup(group, os.path.join(rootfs, "etc/group"), "group")
+        if group
+        else _primary_gid(name, uid, rootfs)
+    )
     return User(uid, gid)
 
 
-def _lookup(name: str, table: Path, column: int, what: str) -> int:
+def _table(path: str) -> list[list[str]]:
+    try:
+        with open(path) as file:
+            return [line.split(":") for line in file.read().splitlines()]
+    except OSError:
+        return []
+
+
+def _lookup(name: str, table: str, what: str) -> int:
     if name.isdigit():
         return int(name)
-    try:
-        for line in table.read_text().splitlines():
-            fields = line.split(":")
-            if fields[0] == name and len(fields) > column:
-                return int(fields[column])
-    except OSError:
-        pass
-    raise bad(f"{what} {name!r} is not in the container's {table.name}", "use a numeric id: -u 1000:1000")
+    for fields in _table(table):
+        if fields[0] == name and len(fields) > 2 and fields[2].isdigit():
+            return int(fields[2])
+    raise bad(
+        f"{what} {name!r} is not in the container's {os.path.basename(table)}",
+        "use a numeric id: -u 1000:1000",
+    )
 
 
-def _primary_gid(name: str, uid: int, rootfs: Path) -> int:
-    try:
-        for line in (rootfs / "etc/passwd").read_text().splitlines():
-            fields = line.split(":")
-            if len(fields) > 3 and (fields[0] == name or fields[2] == str(uid)):
-                return int(fields[3])
-    except OSError:
-        pass
+def _primary_gid(name: str, uid: int, rootfs: str) -> int:
+    for fields in _table(os.path.join(rootfs, "etc/passwd")):
+        if len(fields) > 3 and (fields[0] == name or fields[2] == str(uid)) and fields[3].isdigit():
+            return int(fields[3])
     return uid
 
 
-def check_rootfs(path: str) -> Path:
-    rootfs = Path(path).resolve()
-    if not rootfs.is_dir():
+def check_rootfs(path: str) -> str:
+    rootfs = os.path.realpath(path)
+    if not os.path.isdir(rootfs):
         raise bad(f"--rootfs {path}: not a directory")
-    if rootfs == Path("/"):
+    if rootfs == "/":
         raise bad(
             "--rootfs / would run the container on the host's own root",
             "give a directory with a root filesystem",
@@ -145,7 +169,8 @@ def check_rootfs(path: str) -> Path:
 
 
 def check_hostname(text: str) -> str:
-    if not _HOSTNAME.match(text):
+    allowed = all(ch.isascii() and (ch.isalnum() or ch == "-") for ch in text)
+    if not (0 < len(text) <= 63 and allowed and text[0] != "-" and text[-1] != "-"):
         raise bad(
             f"--hostname {text!r} is not a valid host name", "letters, digits and '-', at most 63 characters"
         )
@@ -153,8 +178,15 @@ def check_hostname(text: str) -> str:
 
 
 def check_name(text: str) -> str:
-    if not _NAME.match(text):
+    allowed = all(ch.isascii() and (ch.isalnum() or ch in "_.-") for ch in text)
+    if not (0 < len(text) <= 128 and allowed and text[0].isalnum()):
         raise bad(
             f"--name {text!r} is not valid", "letters, digits, '_', '.', '-'; starting with a letter or digit"
         )
     return text
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise bad(f"{option} {value!r} is not one of: {', '.join(choices)}")
+    return value

@@ -1,53 +1,65 @@
-"""Running containers' state under /run/runtime: one directory per container, a name index, and
-the garbage collection of what a runtime killed with SIGKILL left behind.
+"""Running containers' state under /run/runtime: one directory per container and a name index.
 
-Plain "key=value" lines rather than JSON: this is on the start path.
+Plain "key=value" lines rather than JSON, and os rather than pathlib: this is on the start path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from runtime.errors import Failure
+from runtime.errors import EXIT_RUNTIME, Failure
 
-STATE_ROOT = Path("/run/runtime")
-EXIT_RUNTIME = 125
+STATE_ROOT = "/run/runtime"
+FIELDS = ("id", "name", "command", "runtime_pid", "runtime_start", "created", "init_pid", "cgroups")
 
 
-@dataclass(frozen=True)
 class State:
-    container_id: str
-    name: str
-    command: str
-    runtime_pid: int
-    runtime_start: str  # /proc/<pid>/stat start time: tells a reused PID apart
-    created: float
-    init_pid: int = 0
-    cgroups: tuple[str, ...] = field(default=())
+    __slots__ = (
+        "cgroups",
+        "command",
+        "container_id",
+        "created",
+        "init_pid",
+        "name",
+        "runtime_pid",
+        "runtime_start",
+    )
+
+    def __init__(
+        self,
+        container_id: str,
+        name: str,
+        command: str,
+        runtime_pid: int,
+        runtime_start: str,
+        created: float,
+        init_pid: int = 0,
+        cgroups: tuple[str, ...] = (),
+    ) -> None:
+        self.container_id = container_id
+        self.name = name
+        self.command = command
+        self.runtime_pid = runtime_pid
+        self.runtime_start = runtime_start  # /proc/<pid>/stat start time: tells a reused PID apart
+        self.created = created
+        self.init_pid = init_pid
+        self.cgroups = cgroups
 
     @property
-    def directory(self) -> Path:
-        return STATE_ROOT / "containers" / self.container_id
+    def directory(self) -> str:
+        return os.path.join(STATE_ROOT, "containers", self.container_id)
 
     def save(self) -> None:
-        lines = [
-            f"id={self.container_id}",
-            f"name={self.name}",
-            f"command={self.command}",
-            f"runtime_pid={self.runtime_pid}",
-            f"runtime_start={self.runtime_start}",
-            f"created={self.created}",
-            f"init_pid={self.init_pid}",
-            f"cgroups={':'.join(self.cgroups)}",
-        ]
-        temporary = self.directory / "state.tmp"
-        temporary.write_text("\n".join(lines) + "\n")
-        temporary.replace(self.directory / "state")
+        values = (
+            self.container_id, self.name, self.command.replace("\n", " "), self.runtime_pid, self.runtime_start,
+            self.created, self.init_pid, ":".join(self.cgroups),
+        )  # fmt: skip
+        text = "".join(f"{key}={value}\n" for key, value in zip(FIELDS, values, strict=True))
+        temporary = os.path.join(self.directory, "state.tmp")
+        with open(temporary, "w") as file:
+            file.write(text)
+        os.replace(temporary, os.path.join(self.directory, "state"))
 
     def runtime_alive(self) -> bool:
         return start_time(self.runtime_pid) == self.runtime_start
@@ -55,7 +67,8 @@ class State:
 
 def start_time(pid: int) -> str:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
     except OSError:
         return ""
     return stat.rsplit(")", 1)[1].split()[19]
@@ -63,45 +76,55 @@ def start_time(pid: int) -> str:
 
 def claim(container_id: str, name: str, command: str, cgroups: tuple[str, ...]) -> State:
     """Register a new container; a live container of the same name is refused (exit 125)."""
-    names = STATE_ROOT / "names"
-    names.mkdir(parents=True, exist_ok=True)
-    link = names / name
+    names = os.path.join(STATE_ROOT, "names")
+    os.makedirs(names, exist_ok=True)
+    link = os.path.join(names, name)
     try:
-        link.symlink_to(container_id)
+        os.symlink(container_id, link)
     except FileExistsError:
-        owner = load(STATE_ROOT / "containers" / os.readlink(link))
+        owner = load(os.path.join(STATE_ROOT, "containers", os.readlink(link)))
         if owner is not None and owner.runtime_alive():
             raise Failure(
                 f"the name {name!r} is taken by container {owner.container_id}",
                 "pick another --name",
                 EXIT_RUNTIME,
             ) from None
-        link.unlink()
-        link.symlink_to(container_id)
+        os.unlink(link)
+        os.symlink(container_id, link)
     me = os.getpid()
     state = State(container_id, name, command, me, start_time(me), time.time(), cgroups=cgroups)
-    state.directory.mkdir(parents=True)
+    os.makedirs(state.directory)
     state.save()
     return state
 
 
-def record_init(state: State, pid: int) -> State:
-    updated = replace(state, init_pid=pid)
-    updated.save()
-    return updated
+def record_init(state: State, pid: int) -> None:
+    state.init_pid = pid
+    state.save()
 
 
 def release(state: State) -> None:
-    shutil.rmtree(state.directory, ignore_errors=True)
-    link = STATE_ROOT / "names" / state.name
-    with contextlib.suppress(OSError):
-        if os.readlink(link) == state.container_id:
-            link.unlink()
-
-
-def load(directory: Path) -> State | None:
+    for name in ("state", "state.tmp"):
+        try:
+            os.unlink(os.path.join(state.directory, name))
+        except FileNotFoundError:
+            pass
     try:
-        text = (directory / "state").read_text()
+        os.rmdir(state.directory)
+    except OSError:
+        pass
+    link = os.path.join(STATE_ROOT, "names", state.name)
+    try:
+        if os.readlink(link) == state.container_id:
+            os.unlink(link)
+    except OSError:
+        pass
+
+
+def load(directory: str) -> State | None:
+    try:
+        with open(os.path.join(directory, "state")) as file:
+            text = file.read()
     except OSError:
         return None
     values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -121,8 +144,10 @@ def load(directory: Path) -> State | None:
 
 
 def load_all() -> list[State]:
-    containers = STATE_ROOT / "containers"
-    if not containers.is_dir():
+    containers = os.path.join(STATE_ROOT, "containers")
+    try:
+        names = sorted(os.listdir(containers))
+    except OSError:
         return []
-    found = (load(directory) for directory in sorted(containers.iterdir()))
+    found = (load(os.path.join(containers, name)) for name in names)
     return sorted((state for state in found if state is not None), key=lambda s: s.created)

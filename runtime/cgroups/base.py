@@ -3,69 +3,78 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 import os
-import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 SUBTREE = "runtime"  # every container's cgroup lives under <hierarchy>/runtime/<id>
 RMDIR_DEADLINE = 2.0
+SIGKILL = 9
 
 
 class CgroupError(OSError):
     """A cgroup operation failed; the message names the file."""
 
 
-@dataclass(frozen=True)
 class Limits:
-    memory: int | None = None  # bytes
-    cpus: float | None = None
-    pids: int | None = None
+    __slots__ = ("cpus", "memory", "pids")
+
+    def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None) -> None:
+        self.memory = memory  # bytes
+        self.cpus = cpus
+        self.pids = pids
 
     def controllers(self) -> list[str]:
         wanted = {"memory": self.memory, "cpu": self.cpus, "pids": self.pids}
         return [name for name, value in wanted.items() if value is not None]
 
 
-def write(path: Path, value: str) -> None:
+def write(path: str, value: str) -> None:
     try:
-        path.write_text(value)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise CgroupError(exc.errno, f"cannot write {value!r} to {path}: {exc.strerror}") from exc
 
 
-def read_keyed(path: Path) -> dict[str, int]:
+def read(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.read()
+    except OSError:
+        return ""
+
+
+def read_keyed(path: str) -> dict[str, int]:
     """Files such as memory.events: lines of "key value"."""
     values: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if value.strip().isdigit():
-                values[key] = int(value)
+    for line in read(path).splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            values[key] = int(value)
     return values
 
 
-def procs(directory: Path) -> list[int]:
-    try:
-        return [int(pid) for pid in (directory / "cgroup.procs").read_text().split()]
-    except OSError:
-        return []
+def procs(directory: str) -> list[int]:
+    return [int(pid) for pid in read(os.path.join(directory, "cgroup.procs")).split()]
 
 
-def kill_procs(directory: Path) -> None:
+def kill_procs(directory: str) -> None:
     for pid in procs(directory):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
-def remove(directory: Path) -> None:
+def remove(directory: str) -> None:
     """rmdir, waiting for killed processes to leave (they leave the cgroup a moment after dying)."""
     deadline = time.monotonic() + RMDIR_DEADLINE
     while True:
         try:
-            directory.rmdir()
+            os.rmdir(directory)
             return
         except FileNotFoundError:
             return
@@ -73,7 +82,7 @@ def remove(directory: Path) -> None:
             if time.monotonic() > deadline:
                 raise CgroupError(exc.errno, f"cannot remove {directory}: {exc.strerror}") from exc
             kill_procs(directory)
-            time.sleep(0.01)
+            time.sleep(0.005)
 
 
 class Cgroup(abc.ABC):
@@ -84,14 +93,14 @@ class Cgroup(abc.ABC):
         self.controllers = controllers
 
     @abc.abstractmethod
-    def directories(self) -> list[Path]: ...
+    def directories(self) -> list[str]: ...
 
     @abc.abstractmethod
     def create(self) -> None: ...
 
     def add(self, pid: int) -> None:
         for directory in self.directories():
-            write(directory / "cgroup.procs", str(pid))
+            write(os.path.join(directory, "cgroup.procs"), str(pid))
 
     @abc.abstractmethod
     def apply(self, limits: Limits) -> None: ...

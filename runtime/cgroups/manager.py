@@ -1,31 +1,32 @@
-"""One container's cgroups across hierarchies, planned from the detected layout."""
+"""One container's cgroups across hierarchies, planned from the layout."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
+from runtime.cgroups import layout
 from runtime.cgroups.base import Cgroup, CgroupError, Limits
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
-from runtime.features.cgroups import Layout
-from runtime.features.model import Finding, Where, missing
 
-TRACKED = ("memory", "cpu", "pids")  # joined whenever available, limited or not: accounting and cleanup
+# Without limits a container still gets one cgroup: the v2 leaf (cheap to join, cgroup.kill), else
+# the first of these found in v1. Each limit adds its controller's hierarchy.
+V1_TRACKERS = ("pids", "memory", "cpu")
 
 
 class Unavailable(Exception):
-    def __init__(self, controller: str, finding: Finding) -> None:
+    """A limit's controller lives nowhere here."""
+
+    def __init__(self, controller: str) -> None:
         super().__init__(controller)
         self.controller = controller
-        self.finding = finding
 
 
-@dataclass(frozen=True)
 class Manager:
-    parts: tuple[Cgroup, ...]
+    __slots__ = ("parts",)
 
-    def directories(self) -> list[Path]:
+    def __init__(self, parts: tuple[Cgroup, ...]) -> None:
+        self.parts = parts
+
+    def directories(self) -> list[str]:
         return [directory for part in self.parts for directory in part.directories()]
 
     def create(self) -> None:
@@ -61,21 +62,26 @@ class Manager:
             raise errors[0]
 
 
-def plan(layout: Layout, container_id: str, limits: Limits) -> Manager:
-    """Where each controller lives decides which implementation handles it. Refuses (Unavailable)
-    before anything is created when a limit's controller is nowhere."""
+def plan(found: layout.Layout, container_id: str, limits: Limits) -> Manager:
+    """Each limited controller is handled where it lives; refuses (Unavailable) before anything
+    is created when one lives nowhere."""
+    v1: dict[str, str] = {}
+    v2: list[str] = []
     for name in limits.controllers():
-        controller = layout.controllers.get(name)
-        if controller is None or controller.where not in (Where.V1, Where.V2):
-            raise Unavailable(
-                name, controller.finding if controller else missing(f"the kernel has no {name} controller")
-            )
-    where = {name: layout.controllers[name] for name in TRACKED if name in layout.controllers}
-    v1 = {name: c.mount for name, c in where.items() if c.where is Where.V1 and c.mount}
-    v2 = tuple(name for name, c in where.items() if c.where is Where.V2)
+        where, mount = found.where(name)
+        if where == layout.V1 and mount:
+            v1[name] = mount
+        elif where == layout.V2:
+            v2.append(name)
+        else:
+            raise Unavailable(name)
+    if found.v2_mount is None and not v1:
+        tracker = next((name for name in V1_TRACKERS if found.where(name)[0] == layout.V1), None)
+        if tracker:
+            v1[tracker] = str(found.where(tracker)[1])
     parts: list[Cgroup] = []
     if v1:
         parts.append(V1Cgroup(container_id, v1))
-    if layout.v2_mount:
-        parts.append(V2Cgroup(container_id, v2, layout.v2_mount))
+    if found.v2_mount:
+        parts.append(V2Cgroup(container_id, tuple(v2), found.v2_mount))
     return Manager(tuple(parts))

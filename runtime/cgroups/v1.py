@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-from runtime.cgroups.base import SUBTREE, Cgroup, Limits, read_keyed, write
+from runtime.cgroups.base import SUBTREE, Cgroup, Limits, read, read_keyed, write
 
 CPU_PERIOD_US = 100_000
 
@@ -12,32 +12,32 @@ CPU_PERIOD_US = 100_000
 class V1Cgroup(Cgroup):
     def __init__(self, container_id: str, mounts: dict[str, str]) -> None:
         super().__init__(container_id, tuple(mounts))
-        self.dirs = {name: Path(mount) / SUBTREE / container_id for name, mount in mounts.items()}
+        self.dirs = {name: os.path.join(mount, SUBTREE, container_id) for name, mount in mounts.items()}
 
-    def directories(self) -> list[Path]:
+    def directories(self) -> list[str]:
         return list(dict.fromkeys(self.dirs.values()))  # co-mounted controllers share one directory
 
     def create(self) -> None:
         for directory in self.directories():
-            directory.mkdir(parents=True)
+            os.makedirs(directory)
 
     def apply(self, limits: Limits) -> None:
         if limits.memory is not None and "memory" in self.dirs:
             memory = self.dirs["memory"]
-            write(memory / "memory.limit_in_bytes", str(limits.memory))
-            if (memory / "memory.memsw.limit_in_bytes").exists():
-                write(memory / "memory.memsw.limit_in_bytes", str(limits.memory))  # no swap on top
+            write(os.path.join(memory, "memory.limit_in_bytes"), str(limits.memory))
+            memsw = os.path.join(memory, "memory.memsw.limit_in_bytes")
+            if os.path.exists(memsw):
+                write(memsw, str(limits.memory))  # no swap on top of the limit
         if limits.cpus is not None and "cpu" in self.dirs:
-            write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-            write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(round(limits.cpus * CPU_PERIOD_US)))
+            write(os.path.join(self.dirs["cpu"], "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+            write(os.path.join(self.dirs["cpu"], "cpu.cfs_quota_us"), str(round(limits.cpus * CPU_PERIOD_US)))
         if limits.pids is not None and "pids" in self.dirs:
-            write(self.dirs["pids"] / "pids.max", str(limits.pids))
+            write(os.path.join(self.dirs["pids"], "pids.max"), str(limits.pids))
 
     def oom_kills(self) -> int:
         if "memory" not in self.dirs:
             return 0
-        control = read_keyed(self.dirs["memory"] / "memory.oom_control")
+        control = read_keyed(os.path.join(self.dirs["memory"], "memory.oom_control"))
         if "oom_kill" in control:  # 4.13+
             return control["oom_kill"]
-        failcnt = (self.dirs["memory"] / "memory.failcnt").read_text().strip()
-        return 1 if failcnt not in ("", "0") else 0
+        return 1 if read(os.path.join(self.dirs["memory"], "memory.failcnt")).strip() not in ("", "0") else 0

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
+import os
 
-from runtime.cgroups.base import SUBTREE, Cgroup, Limits, kill_procs, read_keyed, write
+from runtime.cgroups.base import SUBTREE, Cgroup, Limits, kill_procs, read, read_keyed, write
 
 CPU_PERIOD_US = 100_000
 
@@ -13,39 +12,47 @@ CPU_PERIOD_US = 100_000
 class V2Cgroup(Cgroup):
     def __init__(self, container_id: str, controllers: tuple[str, ...], mount: str) -> None:
         super().__init__(container_id, controllers)
-        self.mount = Path(mount)
-        self.leaf = self.mount / SUBTREE / container_id
+        self.mount = mount
+        self.subtree = os.path.join(mount, SUBTREE)
+        self.leaf = os.path.join(self.subtree, container_id)
 
-    def directories(self) -> list[Path]:
+    def directories(self) -> list[str]:
         return [self.leaf]
 
     def create(self) -> None:
-        subtree = self.mount / SUBTREE
-        subtree.mkdir(exist_ok=True)
-        for parent in (self.mount, subtree):
-            enabled = (parent / "cgroup.subtree_control").read_text().split()
+        try:
+            os.mkdir(self.subtree)
+        except FileExistsError:
+            pass
+        for parent in (self.mount, self.subtree):
+            control = os.path.join(parent, "cgroup.subtree_control")
+            enabled = read(control).split()
             wanted = [f"+{name}" for name in self.controllers if name not in enabled]
             if wanted:
-                write(parent / "cgroup.subtree_control", " ".join(wanted))
-        self.leaf.mkdir()
+                write(control, " ".join(wanted))
+        os.mkdir(self.leaf)
 
     def apply(self, limits: Limits) -> None:
         if limits.memory is not None and "memory" in self.controllers:
-            write(self.leaf / "memory.max", str(limits.memory))
-            if (self.leaf / "memory.swap.max").exists():
-                write(self.leaf / "memory.swap.max", "0")  # the limit is the whole budget
+            write(self._file("memory.max"), str(limits.memory))
+            if os.path.exists(self._file("memory.swap.max")):
+                write(self._file("memory.swap.max"), "0")  # the limit is the whole budget
         if limits.cpus is not None and "cpu" in self.controllers:
-            write(self.leaf / "cpu.max", f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+            write(self._file("cpu.max"), f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         if limits.pids is not None and "pids" in self.controllers:
-            write(self.leaf / "pids.max", str(limits.pids))
+            write(self._file("pids.max"), str(limits.pids))
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.leaf, name)
 
     def oom_kills(self) -> int:
-        return read_keyed(self.leaf / "memory.events").get("oom_kill", 0)
+        return read_keyed(self._file("memory.events")).get("oom_kill", 0)
 
     def kill_all(self) -> None:
-        kill = self.leaf / "cgroup.kill"
-        if kill.exists():
-            with contextlib.suppress(OSError):
-                kill.write_text("1")
+        if os.path.exists(self._file("cgroup.kill")):
+            try:
+                write(self._file("cgroup.kill"), "1")
                 return
+            except OSError:
+                pass
         kill_procs(self.leaf)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runtime.cgroups import layout
 from runtime.features.model import (
     CgroupMode,
     Cgroups,
@@ -26,131 +26,56 @@ from runtime.features.model import (
     unknown,
 )
 from runtime.features.sysroot import Sysroot
-from runtime.linux.mountinfo import Mount
 
 if TYPE_CHECKING:  # kconfig pulls in tarfile; `runtime run` never needs it on its start path
     from runtime.features.kconfig import KernelConfig
 
-CGROUP_ROOT = "/sys/fs/cgroup"
-UNIFIED = "/sys/fs/cgroup/unified"
 V1_ONLY_OPTIONS = {"memory": "MEMCG_V1", "cpuset": "CPUSETS_V1"}
 CORE_FILES = {"cgroup.kill": (5, 14), "cgroup.freeze": (5, 2)}
 MEMORY_FILES = {"memory.peak": "5.19", "memory.oom.group": "4.19"}
-V1_ONLY_CONTROLLERS = {"cpuacct", "devices", "freezer", "net_cls", "net_prio", "blkio"}  # no v2 interface
-KNOWN_CONTROLLERS = (
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
-    "perf_event", "hugetlb", "pids", "rdma", "misc", "blkio", "io",
-)  # fmt: skip
 V2_HINT = (
     "boot with cgroup v2: mount only cgroup2 on /sys/fs/cgroup (systemd: systemd.unified_cgroup_hierarchy=1)"
 )
 
 
-@dataclass(frozen=True)
-class ProcCgroup:
-    name: str
-    hierarchy: int
-    enabled: bool
-
-
-def read_proc_cgroups(root: Sysroot) -> dict[str, ProcCgroup]:
-    table: dict[str, ProcCgroup] = {}
-    for line in (root.read("/proc/cgroups") or "").splitlines():
-        fields = line.split()
-        if len(fields) == 4 and not line.startswith("#"):
-            table[fields[0]] = ProcCgroup(fields[0], int(fields[1]), fields[3] == "1")
-    return table
-
-
-def v1_hierarchies(root: Sysroot) -> dict[str, Mount]:
-    """Controller name -> the first v1 mount that carries it."""
-    found: dict[str, Mount] = {}
-    for mount in root.mounts:
-        if mount.fstype != "cgroup":
-            continue
-        for option in mount.super_options:
-            found.setdefault(option, mount)
-    return found
-
-
-def detect_mode(root: Sysroot, v1: dict[str, Mount]) -> tuple[CgroupMode, str | None]:
-    top = root.fs_type(CGROUP_ROOT)
-    if top == "cgroup2":
-        return CgroupMode.V2, CGROUP_ROOT
-    has_v1 = any(m.fstype == "cgroup" for m in root.mounts)
-    unified = root.exists(UNIFIED) and root.fs_type(UNIFIED) == "cgroup2"
-    if has_v1 and unified:
-        return CgroupMode.HYBRID, UNIFIED
-    if has_v1:
-        return CgroupMode.V1, None
-    if unified:
-        return CgroupMode.V2, UNIFIED
-    return CgroupMode.NONE, None
-
-
-@dataclass(frozen=True)
-class Layout:
-    mode: CgroupMode
-    v2_mount: str | None
-    controllers: dict[str, Controller]
-
-
-def layout(root: Sysroot, config: KernelConfig | None = None) -> Layout:
-    """The mode and where each controller lives: reads only, no probe. `runtime run` uses this."""
-    v1 = v1_hierarchies(root)
-    mode, v2_mount = detect_mode(root, v1)
-    v2_controllers = root.words(f"{v2_mount}/cgroup.controllers") if v2_mount else []
-    proc = read_proc_cgroups(root)
-    names = list(dict.fromkeys([*proc, *v2_controllers, *KNOWN_CONTROLLERS]))
-    context = _Context(root, mode, v2_mount, v1, v2_controllers, proc, config)
-    controllers = {name: context.controller(name) for name in names}
-    return Layout(
-        mode, v2_mount, {k: v for k, v in controllers.items() if _worth_reporting(v, mode, proc, v1)}
-    )
+def controllers(
+    root: Sysroot, found: layout.Layout, config: KernelConfig | None = None
+) -> dict[str, Controller]:
+    """Every controller with where it lives and, where it lives nowhere, why."""
+    context = _Context(root, found, CgroupMode(found.mode), config)
+    return {name: context.controller(name) for name in found.names()}
 
 
 def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, euid: int | None) -> Cgroups:
-    found = layout(root, config)
+    found = layout.read(root)
+    mode = CgroupMode(found.mode)
+    where = controllers(root, found, config)
     return Cgroups(
-        mode=found.mode,
+        mode=mode,
         v2_mount=found.v2_mount,
-        controllers=found.controllers,
-        extras=detect_extras(root, kernel, found.mode, found.v2_mount, found.controllers, euid),
-        finding=_mode_finding(found.mode, found.v2_mount, found.controllers),
+        controllers=where,
+        extras=detect_extras(root, kernel, mode, found.v2_mount, where, euid),
+        finding=_mode_finding(mode, found.v2_mount, where),
     )
 
 
-def _worth_reporting(
-    controller: Controller, mode: CgroupMode, proc: dict[str, ProcCgroup], v1: dict[str, Mount]
-) -> bool:
-    """Leave out what only names a v1/v2 difference: v1-only controllers on a v2 host, and io (v2's
-    name for blkio) where blkio is in v1."""
-    if controller.where is not Where.NONE:
-        return True
-    if controller.name in V1_ONLY_CONTROLLERS:
-        return mode in (CgroupMode.V1, CgroupMode.HYBRID) and controller.name in proc
-    if controller.name == "io":
-        return mode is CgroupMode.V2 or (mode is CgroupMode.HYBRID and "blkio" not in v1)
-    return True
-
-
-@dataclass(frozen=True)
 class _Context:
-    root: Sysroot
-    mode: CgroupMode
-    v2_mount: str | None
-    v1: dict[str, Mount]
-    v2_controllers: list[str]
-    proc: dict[str, ProcCgroup]
-    config: KernelConfig | None
+    def __init__(
+        self, root: Sysroot, found: layout.Layout, mode: CgroupMode, config: KernelConfig | None
+    ) -> None:
+        self.root = root
+        self.mode = mode
+        self.v2_mount = found.v2_mount
+        self.layout = found
+        self.proc = found.proc
+        self.config = config
 
     def controller(self, name: str) -> Controller:
-        if name in self.v1:
-            point = self.v1[name].mount_point
-            return Controller(name, Where.V1, point, ok(f"v1 at {point}"))
-        implicit_v2 = name == "perf_event" and self.v2_mount is not None
-        if name in self.v2_controllers or implicit_v2:
-            return Controller(name, Where.V2, self.v2_mount, ok(self._v2_detail(name)))
+        where, mount = self.layout.where(name)
+        if where == layout.V1:
+            return Controller(name, Where.V1, mount, ok(f"v1 at {mount}"))
+        if where == layout.V2:
+            return Controller(name, Where.V2, mount, ok(self._v2_detail(name)))
         return Controller(name, Where.NONE, None, self._why_nowhere(name))
 
     def _v2_detail(self, name: str) -> str:
@@ -196,7 +121,7 @@ class _Context:
                 "the kernel does not have this controller (not in /proc/cgroups nor cgroup.controllers)"
             )
         mount_v1 = f"mount -t cgroup -o {name} cgroup /sys/fs/cgroup/{name}"
-        if name in V1_ONLY_CONTROLLERS:
+        if name in layout.V1_ONLY_CONTROLLERS:
             return disabled("a v1-only controller, and no v1 hierarchy is mounted with it", mount_v1)
         where = (
             f"and {self.v2_mount}/cgroup.controllers does not list it"
@@ -268,7 +193,7 @@ def _non_root_cgroup(root: Sysroot, v2_mount: str, euid: int | None) -> Iterator
         yield f"{v2_mount}{own}", ""
         return
     for name in root.listdir(v2_mount):
-        if root.path(f"{v2_mount}/{name}").is_dir():
+        if root.is_dir(f"{v2_mount}/{name}"):
             yield f"{v2_mount}/{name}", ""
             return
     if not root.live or euid != 0:

@@ -93,7 +93,7 @@ def load(path: Path) -> KernelConfig:
 def for_running_kernel(root: Sysroot, release: str) -> KernelConfig | None:
     """The config of the booted kernel, where the host keeps one; None when it does not."""
     for candidate in (f"/boot/config-{release}", f"/lib/modules/{release}/config", "/proc/config.gz"):
-        path = root.path(candidate)
+        path = Path(root.path(candidate))
         if path.is_file():
             try:
                 return load(path)

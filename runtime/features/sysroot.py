@@ -1,28 +1,33 @@
-"""Where detection reads from: the live system, or a recorded /proc and /sys tree in the tests."""
+"""Where detection reads from: the live system, or a recorded /proc and /sys tree in the tests.
+
+A plain class with os.path, no pathlib or dataclasses: `runtime run` reads its cgroup layout
+through it on the start path.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 
-from runtime.linux import constants as c
-from runtime.linux import libc, mountinfo
+from runtime.linux import mountinfo
 
 
-@dataclass(frozen=True)
 class Sysroot:
-    base: Path = field(default_factory=lambda: Path("/"))
-    live: bool = True
+    __slots__ = ("_cmdline", "_mounts", "base", "live")
 
-    def path(self, path: str) -> Path:
-        return self.base / path.lstrip("/")
+    def __init__(self, base: str | os.PathLike[str] = "/", live: bool = True) -> None:
+        self.base = os.fspath(base)
+        self.live = live
+        self._mounts: list[mountinfo.Mount] | None = None
+        self._cmdline: dict[str, str] | None = None
+
+    def path(self, path: str) -> str:
+        return os.path.join(self.base, path.lstrip("/"))
 
     def read(self, path: str) -> str | None:
         try:
-            return self.path(path).read_text()
-        except OSError:
+            with open(self.path(path)) as file:
+                return file.read()
+        except (OSError, UnicodeDecodeError):
             return None
 
     def read_int(self, path: str) -> int | None:
@@ -38,19 +43,27 @@ class Sysroot:
     def exists(self, path: str) -> bool:
         return os.path.lexists(self.path(path))
 
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(self.path(path))
+
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(os.listdir(self.path(path)))
         except OSError:
             return []
 
-    @cached_property
+    @property
     def mounts(self) -> list[mountinfo.Mount]:
-        return mountinfo.parse(self.read("/proc/self/mountinfo") or "")
+        if self._mounts is None:
+            self._mounts = mountinfo.parse(self.read("/proc/self/mountinfo") or "")
+        return self._mounts
 
     def fs_type(self, path: str) -> str | None:
         """The type of the filesystem that holds path: statfs on a live system, else mountinfo."""
         if self.live:
+            from runtime.linux import constants as c
+            from runtime.linux import libc
+
             try:
                 magic = libc.statfs_magic(path)
             except OSError:
@@ -59,17 +72,19 @@ class Sysroot:
         mount = mountinfo.containing(self.mounts, path)
         return mount.fstype if mount else None
 
-    @cached_property
+    @property
     def cmdline(self) -> dict[str, str]:
         """Kernel parameters; a bare word maps to "", a repeated one to its values joined by commas.
         What follows "--" belongs to init, not to the kernel."""
-        params: dict[str, str] = {}
-        for word in self.words("/proc/cmdline"):
-            if word == "--":
-                break
-            key, _, value = word.partition("=")
-            params[key] = f"{params[key]},{value}" if params.get(key) else value
-        return params
+        if self._cmdline is None:
+            params: dict[str, str] = {}
+            for word in self.words("/proc/cmdline"):
+                if word == "--":
+                    break
+                key, _, value = word.partition("=")
+                params[key] = f"{params[key]},{value}" if params.get(key) else value
+            self._cmdline = params
+        return self._cmdline
 
 
 LIVE = Sysroot()

@@ -1,31 +1,54 @@
-"""Parse /proc/self/mountinfo (proc_pid_mountinfo(5))."""
+"""Parse /proc/self/mountinfo (proc_pid_mountinfo(5)).
+
+Plain classes, no dataclasses or re: this module is on `runtime run`'s start path, where every
+imported module costs milliseconds.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Mount:
-    mount_id: int
-    parent_id: int
-    root: str
-    mount_point: str
-    fstype: str
-    source: str
-    super_options: tuple[str, ...]
+    __slots__ = ("fstype", "mount_id", "mount_point", "parent_id", "root", "source", "super_options")
+
+    def __init__(
+        self,
+        mount_id: int,
+        parent_id: int,
+        root: str,
+        mount_point: str,
+        fstype: str,
+        source: str,
+        super_options: tuple[str, ...],
+    ) -> None:
+        self.mount_id = mount_id
+        self.parent_id = parent_id
+        self.root = root
+        self.mount_point = mount_point
+        self.fstype = fstype
+        self.source = source
+        self.super_options = super_options
 
     def has_option(self, name: str) -> bool:
         return name in self.super_options
 
-
-_OCTAL = re.compile(r"\\([0-7]{3})")
+    def __repr__(self) -> str:
+        return f"Mount({self.mount_point!r}, {self.fstype!r}, {self.super_options!r})"
 
 
 def _unescape(field: str) -> str:
-    # The kernel escapes space, tab, newline and backslash as \ooo octal.
-    return _OCTAL.sub(lambda match: chr(int(match[1], 8)), field)
+    """The kernel writes space, tab, newline and backslash as \\ooo (octal)."""
+    if "\\" not in field:
+        return field
+    out, index = [], 0
+    while index < len(field):
+        digits = field[index + 1 : index + 4]
+        if field[index] == "\\" and len(digits) == 3 and all(d in "01234567" for d in digits):
+            out.append(chr(int(digits, 8)))
+            index += 4
+        else:
+            out.append(field[index])
+            index += 1
+    return "".join(out)
 
 
 def parse(text: str) -> list[Mount]:
@@ -56,7 +79,7 @@ def containing(mounts: list[Mount], path: str) -> Mount | None:
     best: Mount | None = None
     for mount in mounts:
         point = mount.mount_point.rstrip("/") or "/"
-        inside = path == point or path.startswith(point.rstrip("/") + "/") or point == "/"
+        inside = point == "/" or path == point or path.startswith(point + "/")
         if inside and (best is None or len(point) >= len(best.mount_point.rstrip("/") or "/")):
             best = mount
     return best

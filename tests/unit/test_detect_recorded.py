@@ -638,7 +638,7 @@ def load_capture_script() -> ModuleType:
 def test_capture_records_everything_detection_reads(make: Callable[[], HostSpec], tmp_path: Path) -> None:
     capture = load_capture_script()
     source, outcomes, euid = hosts.build(make(), tmp_path / "host")
-    capture.capture(source.base, tmp_path / "recording", outcomes, euid)
+    capture.capture(Path(source.base), tmp_path / "recording", outcomes, euid)
     assert detect(*hosts.load_recording(tmp_path / "recording")) == detect(source, outcomes, euid)
 
 
@@ -647,7 +647,7 @@ def test_capture_keeps_kernel_parameters_only(tmp_path: Path) -> None:
     spec = hosts.v2_only_6_12()
     spec = dataclasses.replace(spec, cmdline=f"{spec.cmdline} rdinit=/init -- --init-flag psi=0")
     source, outcomes, euid = hosts.build(spec, tmp_path / "host")
-    capture.capture(source.base, tmp_path / "recording", outcomes, euid)
+    capture.capture(Path(source.base), tmp_path / "recording", outcomes, euid)
     recorded = (tmp_path / "recording/proc/cmdline").read_text()
     assert recorded.endswith(" rdinit=/init\n")
 
