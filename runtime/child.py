@@ -1,10 +1,12 @@
 """The container side: the only code between unshare and exec.
 
 Three processes, all forked from the runtime (single-threaded, nothing imported late):
-- setup: joins the cgroups, enters the user namespace (the runtime writes its id maps), unshares the
-  rest, forks the init and exits, so the init is reparented to the runtime (a child subreaper);
+- setup: enters the user namespace (the runtime writes its id maps), unshares the rest, forks the
+  init and exits, so the init is reparented to the runtime (a child subreaper);
 - init: PID 1 of the new PID namespace. Builds the filesystem view, switches root, sets the host
-  name, brings up lo, forks the workload, then forwards signals to it and reaps zombies;
+  name and brings up lo while the runtime moves it into the container's cgroups (a move costs an
+  RCU grace period, 10-20 ms on some hosts: this overlaps it with the mounts). Once moved, it forks
+  the workload, then forwards signals to it and reaps zombies;
 - workload: sets workdir, user, capabilities and no_new_privs, then execs the command.
 
 _signal rather than signal, which imports enum: this is the start path.
@@ -59,7 +61,6 @@ def exit_code(status: int) -> int:
 
 def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
     try:
-        channel.wait_for(launch.down, b"g")  # the runtime has put us in the container's cgroups
         if launch.userns:
             _enter_userns(launch)
         libc.unshare(_namespace_flags(spec, launch))
@@ -92,8 +93,6 @@ def _namespace_flags(spec: ContainerSpec, launch: Launch) -> int:
     flags = c.CLONE_NEWNS | c.CLONE_NEWUTS | c.CLONE_NEWIPC | c.CLONE_NEWPID
     if spec.network == "none":
         flags |= c.CLONE_NEWNET
-    if launch.cgroupns:
-        flags |= c.CLONE_NEWCGROUP
     return flags
 
 
@@ -101,7 +100,6 @@ def container_init(spec: ContainerSpec, launch: Launch) -> NoReturn:
     def note(text: str) -> None:
         channel.send(launch.up, "note", text)
 
-    os.close(launch.down)
     try:
         os.setsid()  # off the terminal's process group: the runtime forwards its signals
         rootfs.prepare(spec.rootfs, spec.read_only, note)
@@ -109,6 +107,10 @@ def container_init(spec: ContainerSpec, launch: Launch) -> NoReturn:
         libc.sethostname(spec.hostname)
         if spec.network == "none":
             net.set_up("lo")
+        channel.wait_for(launch.down, b"g")  # the runtime has moved us into the container's cgroups
+        os.close(launch.down)
+        if launch.cgroupns:
+            libc.unshare(c.CLONE_NEWCGROUP)  # now, so that the container's cgroup is its root
         workload = os.fork()
         if workload == 0:
             run_workload(spec, launch)

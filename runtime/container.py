@@ -175,13 +175,6 @@ def _launch(spec: ContainerSpec, manager: Manager | None, record: state.State) -
 
 def _follow_setup(setup_pid: int, manager: Manager | None, down: int, up: int) -> _Setup:
     report = _Setup()
-    if manager:
-        try:
-            manager.add(setup_pid)
-        except OSError as exc:
-            report.errors.append(f"cannot join the container's cgroups: {exc}")
-            return report
-    os.write(down, b"g")
     for kind, text in channel.receive(up):
         if kind == "userns":
             _write_id_maps(setup_pid)
@@ -190,11 +183,23 @@ def _follow_setup(setup_pid: int, manager: Manager | None, down: int, up: int) -
             report.userns_errno = int(text)
         elif kind == "pid":
             report.init_pid = int(text)
+            _join_cgroups(manager, report, down)
         elif kind == "note":
             output.note(text)
         elif kind == "error":
             report.errors.append(text)
     return report
+
+
+def _join_cgroups(manager: Manager | None, report: _Setup, down: int) -> None:
+    """Move the init while it mounts; it waits for the go-ahead before it forks the workload."""
+    try:
+        if manager:
+            manager.add(report.init_pid)
+    except OSError as exc:
+        report.errors.append(f"cannot join the container's cgroups: {exc}")
+        return  # no go-ahead: the init sees the pipe close and gives up
+    os.write(down, b"g")
 
 
 def _write_id_maps(pid: int) -> None:
