@@ -65,7 +65,7 @@ def _dpkg_installed(session: nox.Session, name: str) -> bool:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The project's own tests: unit, config files, and real detection on this host."""
-    apt_install(session, "util-linux", "dpkg")
+    apt_install(session, "util-linux", "dpkg", "busybox-static")
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
