@@ -15,7 +15,7 @@ from runtime.cgroups import layout
 from runtime.cgroups.base import CgroupError
 from runtime.cgroups.manager import Manager, Unavailable, plan
 from runtime.errors import EXIT_RUNTIME, Failure
-from runtime.features.sysroot import LIVE
+from runtime.features.sysroot import LIVE, Sysroot
 from runtime.linux import constants as c
 from runtime.linux import libc
 
@@ -34,7 +34,7 @@ def run(spec: ContainerSpec) -> int:
             "run it as root (sudo); rootless containers are not supported yet",
             EXIT_RUNTIME,
         )
-    manager = _choose_cgroups(spec)
+    manager = choose_cgroups(spec)
     _mount_points(spec)
     directories = tuple(manager.directories()) if manager else ()
     record = state.claim(spec.container_id, spec.name, " ".join(spec.argv), directories)
@@ -51,8 +51,9 @@ def run(spec: ContainerSpec) -> int:
 # --- decisions ------------------------------------------------------------------------------------------
 
 
-def _choose_cgroups(spec: ContainerSpec) -> Manager | None:
-    found = layout.read(LIVE)
+def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
+    """The cgroups for this container, or a refusal (exit 125) before anything exists."""
+    found = layout.read(root)
     if found.mode == layout.NONE:
         if spec.limits.controllers():
             raise Failure(
@@ -65,18 +66,18 @@ def _choose_cgroups(spec: ContainerSpec) -> Manager | None:
     try:
         manager = plan(found, spec.container_id, spec.limits)
     except Unavailable as missing:
-        raise _refusal(missing.controller, found) from None
+        raise _refusal(missing.controller, found, root) from None
     output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
     return manager
 
 
-def _refusal(controller: str, found: layout.Layout) -> Failure:
+def _refusal(controller: str, found: layout.Layout, root: Sysroot) -> Failure:
     """Why the controller is missing, in detection's words (they name CONFIG_MEMCG_V1 and the fix)."""
     from runtime.features import cgroups as detection
-    from runtime.features import kconfig
+    from runtime.features import kconfig, kernel
 
-    config = kconfig.for_running_kernel(LIVE, os.uname().release)
-    described = detection.controllers(LIVE, found, config).get(controller)
+    config = kconfig.for_running_kernel(root, kernel.detect(root).release)
+    described = detection.controllers(root, found, config).get(controller)
     cause = described.finding.cause if described else f"the kernel has no {controller} controller"
     hint = described.finding.hint if described else ""
     return Failure(
@@ -215,17 +216,20 @@ def _say_userns(spec: ContainerSpec, report: _Setup) -> None:
         output.note("userns: host (asked for)")
     if not report.userns_errno:
         return
+    cause = userns_failure(report.userns_errno)
+    if spec.userns == "private":
+        report.errors.append(f"--userns private: user namespaces are unusable here: {cause}")
+    else:
+        output.note(f"userns: host, because user namespaces are unusable here: {cause}")
+
+
+def userns_failure(errno_number: int, root: Sysroot = LIVE) -> str:
+    """Why unshare(CLONE_NEWUSER) failed, naming the knob (detection's words)."""
     from runtime.features import probes, userns
 
-    failed = probes.Outcome(False, errno=probes.errno_name(report.userns_errno), step="unshare-userns")
-    verdict = userns.verdict(LIVE, failed, uid=0)
-    if spec.userns == "private":
-        report.errors.append(
-            f"--userns private: user namespaces are unusable here: {verdict.cause}"
-            + (f" (hint: {verdict.hint})" if verdict.hint else "")
-        )
-    else:
-        output.note(f"userns: host, because user namespaces are unusable here: {verdict.cause}")
+    failed = probes.Outcome(False, errno=probes.errno_name(errno_number), step="unshare-userns")
+    verdict = userns.verdict(root, failed, uid=0)
+    return verdict.cause + (f"; hint: {verdict.hint}" if verdict.hint else "")
 
 
 def _reap(pid: int) -> None:

@@ -1,0 +1,165 @@
+"""`runtime run`'s decisions and refusals, on recorded hosts: nothing is created when it refuses."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime import container, runcli, spec
+from runtime.cgroups import layout
+from runtime.cgroups.base import Limits
+from runtime.cgroups.manager import plan
+from runtime.cgroups.v1 import V1Cgroup
+from runtime.cgroups.v2 import V2Cgroup
+from runtime.errors import EXIT_RUNTIME, Failure
+from tests import hosts
+
+KCONFIG = Path(__file__).parents[1] / "data" / "kconfig"
+
+
+def recorded(spec_: hosts.HostSpec, tmp_path: Path, config: str | None = None) -> hosts.Sysroot:
+    if config:
+        text = (KCONFIG / f"debian-{config}.config").read_text()
+        spec_ = hosts.with_files(spec_, {f"boot/config-{spec_.osrelease}": text})
+    root, _, _ = hosts.build(spec_, tmp_path)
+    return root
+
+
+def request(**limits: int | float) -> spec.ContainerSpec:
+    return spec.ContainerSpec("c0ffee", "c0ffee", "/nonexistent", ("true",), limits=Limits(**limits))  # type: ignore[arg-type]
+
+
+def cgroup_dirs(root: Path) -> list[Path]:
+    return sorted(root.glob("sys/fs/cgroup/**/runtime"))
+
+
+def test_memory_limit_on_v1_only_6_12_is_refused_naming_memcg_v1(tmp_path: Path) -> None:
+    root = recorded(hosts.v1_only_6_12(), tmp_path, config="6.12")
+    with pytest.raises(Failure) as refusal:
+        container.choose_cgroups(request(memory=64 * 1024**2), root)
+    assert refusal.value.code == EXIT_RUNTIME
+    assert "--memory needs the memory controller" in refusal.value.message
+    assert "CONFIG_MEMCG_V1" in refusal.value.message
+    assert "cgroup v2" in refusal.value.hint
+    assert cgroup_dirs(tmp_path) == []  # refused before anything was made
+
+
+def test_memory_limit_on_v1_only_6_12_without_its_config_still_says_why(tmp_path: Path) -> None:
+    root = recorded(hosts.v1_only_6_12(), tmp_path)
+    with pytest.raises(Failure) as refusal:
+        container.choose_cgroups(request(memory=64 * 1024**2), root)
+    assert "CONFIG_MEMCG_V1" in refusal.value.message  # "kernels built without CONFIG_MEMCG_V1, such as …"
+
+
+def test_memory_limit_with_memory_disabled_at_boot(tmp_path: Path) -> None:
+    root = recorded(hosts.memory_disabled(hosts.v2_only_6_12()), tmp_path)
+    with pytest.raises(Failure, match="cgroup_disable=memory"):
+        container.choose_cgroups(request(memory=64 * 1024**2), root)
+
+
+def test_cpu_limit_on_v1_only_6_12_is_fine(tmp_path: Path) -> None:
+    root = recorded(hosts.v1_only_6_12(), tmp_path, config="6.12")
+    manager = container.choose_cgroups(request(cpus=0.5), root)
+    assert manager is not None
+    assert [d.rsplit("/", 3)[-3] for d in manager.directories()] == ["cpu,cpuacct"]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # hybrid 6.1: memory in v1; nothing needs v2, so no v2 leaf
+        (hosts.hybrid_6_1, [V1Cgroup]),
+        # hybrid 6.12: memory lives in v2, pids in v1: both
+        (hosts.hybrid_6_12, [V1Cgroup, V2Cgroup]),
+        (hosts.v2_only_6_12, [V2Cgroup]),
+    ],
+)
+def test_each_controller_is_used_where_it_lives(make: object, expected: list[type], tmp_path: Path) -> None:
+    root = recorded(make(), tmp_path)  # type: ignore[operator]
+    manager = plan(layout.read(root), "c0ffee", Limits(memory=64 * 1024**2, pids=10))
+    assert [type(part) for part in manager.parts] == expected
+    memory_part = next(p for p in manager.parts if "memory" in p.controllers)
+    assert isinstance(memory_part, V2Cgroup if make is not hosts.hybrid_6_1 else V1Cgroup)
+
+
+def test_no_limits_on_hybrid_tracks_with_one_v1_hierarchy(tmp_path: Path) -> None:
+    manager = plan(layout.read(recorded(hosts.hybrid_6_1(), tmp_path)), "c0ffee", Limits())
+    assert len(manager.directories()) == 1
+    assert "/pids" in manager.directories()[0]
+
+
+@pytest.mark.parametrize(
+    ("make", "number", "knob"),
+    [
+        (hosts.userns_max_zero, errno.ENOSPC, "user.max_user_namespaces=0"),
+        (hosts.userns_not_built, errno.EINVAL, "CONFIG_USER_NS"),
+    ],
+)
+def test_userns_failure_names_the_knob(make: object, number: int, knob: str, tmp_path: Path) -> None:
+    root = recorded(make(), tmp_path)  # type: ignore[operator]
+    assert knob in container.userns_failure(number, root)
+
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+def test_options_stop_at_the_command() -> None:
+    options, command = runcli.parse(["-m", "64m", "--rootfs=/r", "-e", "A=1", "-e", "B", "sh", "-c", "ls -l"])
+    assert options == {"--memory": ["64m"], "--rootfs": ["/r"], "--env": ["A=1", "B"]}
+    assert command == ["sh", "-c", "ls -l"]
+
+
+def test_double_dash_ends_options() -> None:
+    options, command = runcli.parse(["--read-only", "--", "--not-an-option"])
+    assert options == {"--read-only": [""]}
+    assert command == ["--not-an-option"]
+
+
+@pytest.mark.parametrize("argv", [["--bogus", "true"], ["--memory"]])
+def test_bad_options_exit_125(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert runcli.main(argv) == EXIT_RUNTIME
+    assert "runtime: error:" in capsys.readouterr().err
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runcli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for long, _short, _value, _help in runcli.OPTIONS:
+        assert long in text
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("64m", 64 * 1024**2), ("1g", 1024**3), ("8192k", 8 * 1024**2), ("64mb", 64 * 1024**2)],
+)
+def test_memory_sizes(text: str, value: int) -> None:
+    assert spec.parse_memory(text) == value
+
+
+@pytest.mark.parametrize("text", ["lots", "1m", "-5m", ""])
+def test_bad_memory_sizes(text: str) -> None:
+    with pytest.raises(Failure):
+        spec.parse_memory(text)
+
+
+def test_user_names_come_from_the_rootfs(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\nstaff:x:50:\n")
+    user = spec.parse_user("app", str(tmp_path))
+    assert (user.uid, user.gid) == (1000, 1001)
+    user = spec.parse_user("app:staff", str(tmp_path))
+    assert (user.uid, user.gid) == (1000, 50)
+    with pytest.raises(Failure, match="not in the container's passwd"):
+        spec.parse_user("ghost", str(tmp_path))
+
+
+def test_rootfs_must_be_a_directory_and_not_slash(tmp_path: Path) -> None:
+    with pytest.raises(Failure):
+        spec.check_rootfs(str(tmp_path / "missing"))
+    with pytest.raises(Failure):
+        spec.check_rootfs("/")
+    assert spec.check_rootfs(str(tmp_path)) == os.path.realpath(tmp_path)
