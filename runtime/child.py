@@ -15,6 +15,7 @@ _signal rather than signal, which imports enum: this is the start path.
 from __future__ import annotations
 
 import _signal
+import errno
 import os
 import sys
 
@@ -115,10 +116,19 @@ def container_init(spec: ContainerSpec, launch: Launch) -> NoReturn:
         if workload == 0:
             run_workload(spec, launch)
     except OSError as exc:
-        channel.send(launch.up, "error", f"cannot set up the container: {exc}")
+        channel.send(launch.up, "error", f"cannot set up the container: {exc}{_hint(exc, launch)}")
         os._exit(EXIT_RUNTIME)
     os.close(launch.up)
     _init_loop(workload)
+
+
+def _hint(exc: OSError, launch: Launch) -> str:
+    if exc.errno == errno.EACCES and launch.userns:
+        return (
+            " (hint: container root is an unprivileged host uid here: make the rootfs and every directory"
+            " above it searchable by others (chmod o+x), or use --userns host)"
+        )
+    return ""
 
 
 def _init_loop(workload: int) -> NoReturn:

@@ -179,7 +179,7 @@ def _follow_setup(setup_pid: int, manager: Manager | None, down: int, up: int) -
     for kind, text in channel.receive(up):
         if kind == "userns":
             _write_id_maps(setup_pid)
-            os.write(down, b"m")
+            _go_ahead(down, b"m")
         elif kind == "userns-failed":
             report.userns_errno = int(text)
         elif kind == "pid":
@@ -200,7 +200,15 @@ def _join_cgroups(manager: Manager | None, report: _Setup, down: int) -> None:
     except OSError as exc:
         report.errors.append(f"cannot join the container's cgroups: {exc}")
         return  # no go-ahead: the init sees the pipe close and gives up
-    os.write(down, b"g")
+    _go_ahead(down, b"g")
+
+
+def _go_ahead(down: int, word: bytes) -> None:
+    """A child that already failed has closed its end; its error message is still on the way."""
+    try:
+        os.write(down, word)
+    except BrokenPipeError:
+        pass
 
 
 def _write_id_maps(pid: int) -> None:
