@@ -67,7 +67,10 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
         manager = plan(found, spec.container_id, spec.limits)
     except Unavailable as missing:
         raise _refusal(missing.controller, found, root) from None
-    output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
+    if manager is None:
+        output.note(f"cgroups: {found.mode}; none needed without limits (the PID namespace holds the processes)")
+    else:
+        output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
     return manager
 
 

@@ -18,7 +18,7 @@ def collect() -> list[str]:
 
 
 def _clean(found: state.State) -> str:
-    if found.init_pid and _is_container_init(found):
+    if found.init_alive():  # the start time tells a reused PID apart
         try:
             os.kill(found.init_pid, SIGKILL)
         except ProcessLookupError:
@@ -32,13 +32,3 @@ def _clean(found: state.State) -> str:
             left.append(str(exc))
     state.release(found)
     return "; ".join(left) if left else f"killed, {len(found.cgroups)} cgroup(s) removed"
-
-
-def _is_container_init(found: state.State) -> bool:
-    """A PID is reused: trust it only while it still sits in one of the container's cgroups."""
-    try:
-        with open(f"/proc/{found.init_pid}/cgroup") as file:
-            lines = file.read().splitlines()
-    except OSError:
-        return False
-    return any(line.rsplit(":", 1)[-1].endswith(f"/{found.container_id}") for line in lines)

@@ -11,7 +11,7 @@ import time
 from runtime.errors import EXIT_RUNTIME, Failure
 
 STATE_ROOT = "/run/runtime"
-FIELDS = ("id", "name", "command", "runtime_pid", "runtime_start", "created", "init_pid", "cgroups")
+FIELDS = ("id", "name", "command", "runtime_pid", "runtime_start", "created", "init_pid", "init_start", "cgroups")
 
 
 class State:
@@ -21,6 +21,7 @@ class State:
         "container_id",
         "created",
         "init_pid",
+        "init_start",
         "name",
         "runtime_pid",
         "runtime_start",
@@ -35,6 +36,7 @@ class State:
         runtime_start: str,
         created: float,
         init_pid: int = 0,
+        init_start: str = "",
         cgroups: tuple[str, ...] = (),
     ) -> None:
         self.container_id = container_id
@@ -44,6 +46,7 @@ class State:
         self.runtime_start = runtime_start  # /proc/<pid>/stat start time: tells a reused PID apart
         self.created = created
         self.init_pid = init_pid
+        self.init_start = init_start
         self.cgroups = cgroups
 
     @property
@@ -53,7 +56,7 @@ class State:
     def save(self) -> None:
         values = (
             self.container_id, self.name, self.command.replace("\n", " "), self.runtime_pid, self.runtime_start,
-            self.created, self.init_pid, ":".join(self.cgroups),
+            self.created, self.init_pid, self.init_start, ":".join(self.cgroups),
         )  # fmt: skip
         text = "".join(f"{key}={value}\n" for key, value in zip(FIELDS, values, strict=True))
         temporary = os.path.join(self.directory, "state.tmp")
@@ -63,6 +66,9 @@ class State:
 
     def runtime_alive(self) -> bool:
         return start_time(self.runtime_pid) == self.runtime_start
+
+    def init_alive(self) -> bool:
+        return bool(self.init_pid) and start_time(self.init_pid) == self.init_start
 
 
 def start_time(pid: int) -> str:
@@ -100,6 +106,7 @@ def claim(container_id: str, name: str, command: str, cgroups: tuple[str, ...]) 
 
 def record_init(state: State, pid: int) -> None:
     state.init_pid = pid
+    state.init_start = start_time(pid)
     state.save()
 
 
@@ -137,6 +144,7 @@ def load(directory: str) -> State | None:
             runtime_start=values["runtime_start"],
             created=float(values["created"]),
             init_pid=int(values["init_pid"]),
+            init_start=values.get("init_start", ""),
             cgroups=tuple(path for path in values["cgroups"].split(":") if path),
         )
     except (KeyError, ValueError):

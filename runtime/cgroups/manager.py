@@ -7,11 +7,6 @@ from runtime.cgroups.base import Cgroup, CgroupError, Limits
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
 
-# Without limits a container still gets one cgroup, to find its processes at cleanup. On a hybrid host
-# that is a v1 one: the first move into a new v2 cgroup costs about 10 ms there, a v1 one 0.2 ms.
-# Each limit adds its controller's hierarchy.
-V1_TRACKERS = ("pids", "memory", "cpu")
-
 
 class Unavailable(Exception):
     """A limit's controller lives nowhere here."""
@@ -63,9 +58,13 @@ class Manager:
             raise errors[0]
 
 
-def plan(found: layout.Layout, container_id: str, limits: Limits) -> Manager:
+def plan(found: layout.Layout, container_id: str, limits: Limits) -> Manager | None:
     """Each limited controller is handled where it lives; refuses (Unavailable) before anything
-    is created when one lives nowhere."""
+    is created when one lives nowhere.
+
+    Without limits there is no cgroup at all: the PID namespace already holds every process of the
+    container, and moving a process into a cgroup costs an RCU grace period (10-20 ms on some hosts),
+    half of a whole `runc run`."""
     v1: dict[str, str] = {}
     v2: list[str] = []
     for name in limits.controllers():
@@ -76,13 +75,9 @@ def plan(found: layout.Layout, container_id: str, limits: Limits) -> Manager:
             v2.append(name)
         else:
             raise Unavailable(name)
-    if not v1 and not v2:
-        tracker = next((name for name in V1_TRACKERS if found.where(name)[0] == layout.V1), None)
-        if tracker:
-            v1[tracker] = str(found.where(tracker)[1])
     parts: list[Cgroup] = []
     if v1:
         parts.append(V1Cgroup(container_id, v1))
-    if found.v2_mount and (v2 or not v1):
+    if v2 and found.v2_mount:
         parts.append(V2Cgroup(container_id, tuple(v2), found.v2_mount))
-    return Manager(tuple(parts))
+    return Manager(tuple(parts)) if parts else None
