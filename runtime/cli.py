@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from runtime.errors import Failure, die
@@ -105,7 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runtime import output, runcli
 
         output.verbose = verbose
-        return runcli.main(words[verbose + 1 :])
+        code = runcli.main(words[verbose + 1 :])
+        if argv is None:  # the command itself, not a caller in Python: skip the interpreter's teardown
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     return _main_with_argparse(words)
 
 

@@ -68,7 +68,9 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
     except Unavailable as missing:
         raise _refusal(missing.controller, found, root) from None
     if manager is None:
-        output.note(f"cgroups: {found.mode}; none needed without limits (the PID namespace holds the processes)")
+        output.note(
+            f"cgroups: {found.mode}; none needed without limits (the PID namespace holds the processes)"
+        )
     else:
         output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
     return manager

@@ -11,7 +11,17 @@ import time
 from runtime.errors import EXIT_RUNTIME, Failure
 
 STATE_ROOT = "/run/runtime"
-FIELDS = ("id", "name", "command", "runtime_pid", "runtime_start", "created", "init_pid", "init_start", "cgroups")
+FIELDS = (
+    "id",
+    "name",
+    "command",
+    "runtime_pid",
+    "runtime_start",
+    "created",
+    "init_pid",
+    "init_start",
+    "cgroups",
+)
 
 
 class State:
