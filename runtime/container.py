@@ -8,6 +8,7 @@ imports are the start path: plain classes and os, no logging, no subprocess, no 
 from __future__ import annotations
 
 import _signal
+import errno
 import os
 
 from runtime import channel, child, output, state
@@ -35,13 +36,14 @@ def run(spec: ContainerSpec) -> int:
             EXIT_RUNTIME,
         )
     manager = choose_cgroups(spec)
+    userns = choose_userns(spec.userns)
     _mount_points(spec)
     directories = tuple(manager.directories()) if manager else ()
     record = state.claim(spec.container_id, spec.name, " ".join(spec.argv), directories)
     try:
         if manager:
             _create_cgroups(manager, spec)
-        return _launch(spec, manager, record)
+        return _launch(spec, manager, record, userns)
     finally:
         if manager:
             _destroy_cgroups(manager)
@@ -74,6 +76,23 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
     else:
         output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
     return manager
+
+
+def choose_userns(mode: str, root: Sysroot = LIVE) -> str:
+    """ "private", "auto" or "" (the host's). What a file can tell is decided here, before anything
+    exists; anything else is found by doing (see child.setup)."""
+    if mode == "host":
+        output.note("userns: host (asked for)")
+        return ""
+    built = root.exists("/proc/self/ns/user")
+    limit = root.read_int("/proc/sys/user/max_user_namespaces")
+    if built and limit != 0:
+        return mode
+    cause = userns_failure(errno.EINVAL if not built else errno.ENOSPC, root)
+    if mode == "private":
+        raise Failure(f"--userns private: user namespaces are unusable here: {cause}", "", EXIT_RUNTIME)
+    output.note(f"userns: host, because user namespaces are unusable here: {cause}")
+    return ""
 
 
 def _refusal(controller: str, found: layout.Layout, root: Sysroot) -> Failure:
@@ -147,13 +166,12 @@ class _Setup:
         self.userns_errno = 0
 
 
-def _launch(spec: ContainerSpec, manager: Manager | None, record: state.State) -> int:
+def _launch(spec: ContainerSpec, manager: Manager | None, record: state.State, userns: str) -> int:
     libc.prctl(c.PR_SET_CHILD_SUBREAPER, 1)
     up_read, up_write = os.pipe2(os.O_CLOEXEC)
     down_read, down_write = os.pipe2(os.O_CLOEXEC)
     with open("/proc/sys/kernel/cap_last_cap") as file:
         last_cap = int(file.read())
-    userns = "" if spec.userns == "host" else spec.userns
     launch = child.Launch(userns, os.path.exists("/proc/self/ns/cgroup"), last_cap, up_write, down_read)
     # Blocked until the container runs; the children unblock them once they have handlers.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, child.FORWARDED)
@@ -225,8 +243,6 @@ def _write_id_maps(pid: int) -> None:
 
 
 def _say_userns(spec: ContainerSpec, report: _Setup) -> None:
-    if spec.userns == "host":
-        output.note("userns: host (asked for)")
     if not report.userns_errno:
         return
     cause = userns_failure(report.userns_errno)

@@ -30,7 +30,7 @@ class Limits:
 
 def write(path: str, value: str) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, value.encode())
         finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import container, runcli, spec
+from runtime import container, output, runcli, spec
 from runtime.cgroups import layout
 from runtime.cgroups.base import Limits
 from runtime.cgroups.manager import plan
@@ -163,3 +163,31 @@ def test_rootfs_must_be_a_directory_and_not_slash(tmp_path: Path) -> None:
     with pytest.raises(Failure):
         spec.check_rootfs("/")
     assert spec.check_rootfs(str(tmp_path)) == os.path.realpath(tmp_path)
+
+
+def test_private_userns_with_the_limit_at_zero_is_refused_up_front(tmp_path: Path) -> None:
+    root = recorded(hosts.userns_max_zero(), tmp_path)
+    with pytest.raises(Failure) as refusal:
+        container.choose_userns("private", root)
+    assert refusal.value.code == EXIT_RUNTIME
+    assert "user.max_user_namespaces=0" in refusal.value.message
+
+
+def test_auto_userns_falls_back_to_the_host_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = recorded(hosts.userns_max_zero(), tmp_path)
+    output.verbose = True
+    try:
+        assert container.choose_userns("auto", root) == ""
+    finally:
+        output.verbose = False
+    assert (
+        "userns: host, because user namespaces are unusable here: user.max_user_namespaces=0"
+        in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "private"])
+def test_userns_is_used_where_it_works(mode: str, tmp_path: Path) -> None:
+    assert container.choose_userns(mode, recorded(hosts.v2_only_6_12(), tmp_path)) == mode
