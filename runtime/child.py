@@ -45,14 +45,23 @@ EXIT_NOT_FOUND = 127
 class Launch:
     """What the runtime decided, handed to the child processes."""
 
-    __slots__ = ("cgroupns", "down", "last_cap", "up", "userns")
+    __slots__ = ("cgroupns", "down", "last_cap", "overlay", "up", "userns")
 
-    def __init__(self, userns: str, cgroupns: bool, last_cap: int, up: int, down: int) -> None:
+    def __init__(
+        self,
+        userns: str,
+        cgroupns: bool,
+        last_cap: int,
+        up: int,
+        down: int,
+        overlay: tuple[str, str, str] | None = None,
+    ) -> None:
         self.userns = userns  # "private", "auto" (private if it works) or "" (the host's)
         self.cgroupns = cgroupns
         self.last_cap = last_cap
         self.up = up  # write end: messages to the runtime
         self.down = down  # read end: go-aheads from the runtime
+        self.overlay = overlay  # (cwd, target, options) of the image's overlay mount
 
 
 def exit_code(status: int) -> int:
@@ -62,6 +71,8 @@ def exit_code(status: int) -> int:
 
 def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
     try:
+        if launch.overlay:
+            _mount_overlay(*launch.overlay)
         if launch.userns:
             _enter_userns(launch)
         libc.unshare(_namespace_flags(spec, launch))
@@ -73,6 +84,19 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
         channel.send(launch.up, "error", f"cannot create the container's namespaces: {exc}")
         os._exit(EXIT_RUNTIME)
     os._exit(0)
+
+
+def _mount_overlay(cwd: str, target: str, options: str) -> None:
+    """In a mount namespace of the host's user namespace, before the container's own: the host never
+    sees it, it dies with the container, and the container's user namespace needs no overlay support."""
+    libc.unshare(c.CLONE_NEWNS)
+    libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
+    os.chdir(cwd)  # lowerdir names the layers relative to the store (see storage/overlay.py)
+    try:
+        libc.mount("overlay", target, "overlay", 0, options)
+    except OSError as exc:
+        raise OSError(exc.errno, f"mount overlay on {target}: {exc.strerror}") from exc
+    os.chdir("/")
 
 
 def _enter_userns(launch: Launch) -> None:

@@ -22,6 +22,9 @@ from runtime.linux import libc
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runtime.features.probes import Outcome
     from runtime.spec import ContainerSpec
 
 DEFAULT_ID_RANGE = (100_000, 65_536)
@@ -30,24 +33,39 @@ LIMIT_FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
 
 def run(spec: ContainerSpec) -> int:
     if os.geteuid() != 0:
-        raise Failure(
-            "runtime run needs root",
-            "run it as root (sudo); rootless containers are not supported yet",
-            EXIT_RUNTIME,
-        )
+        hint = "run it as root (sudo); rootless containers are not supported yet"
+        raise Failure("runtime run needs root", hint, EXIT_RUNTIME)
     manager = choose_cgroups(spec)
     userns = choose_userns(spec.userns)
-    _mount_points(spec)
-    directories = tuple(manager.directories()) if manager else ()
-    record = state.claim(spec.container_id, spec.name, " ".join(spec.argv), directories)
+    storage = choose_storage(spec.image.storage) if spec.image else ""
+    record = _claim(spec, manager)
+    overlay = None
     try:
+        if spec.image:
+            overlay = _image_root(spec, storage)
+        else:
+            _mount_points(spec.rootfs)
         if manager:
             _create_cgroups(manager, spec)
-        return _launch(spec, manager, record, userns)
+        return _launch(spec, manager, record, userns, overlay)
     finally:
         if manager:
             _destroy_cgroups(manager)
+        if spec.image:
+            _remove_container_dir(spec)
         state.release(record)
+
+
+def _claim(spec: ContainerSpec, manager: Manager | None) -> state.State:
+    directories = tuple(manager.directories()) if manager else ()
+    command = " ".join(spec.argv)
+    if spec.image is None:
+        return state.claim(spec.container_id, spec.name, command, directories)
+    lock = spec.image.store.lock(exclusive=False)  # `image rm` looks for users under the exclusive lock
+    try:
+        return state.claim(spec.container_id, spec.name, command, directories, spec.image.record.image_id)
+    finally:
+        os.close(lock)
 
 
 # --- decisions ------------------------------------------------------------------------------------------
@@ -79,8 +97,8 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
 
 
 def choose_userns(mode: str, root: Sysroot = LIVE) -> str:
-    """ "private", "auto" or "" (the host's). What a file can tell is decided here, before anything
-    exists; anything else is found by doing (see child.setup)."""
+    """The user namespace: "private", "auto" or "" (the host's). What a file can tell is decided here, before
+    anything exists; anything else is found by doing (see child.setup)."""
     if mode == "host":
         output.note("userns: host (asked for)")
         return ""
@@ -124,17 +142,90 @@ def _id_range() -> tuple[int, int]:
     return DEFAULT_ID_RANGE
 
 
-def _mount_points(spec: ContainerSpec) -> None:
+def _mount_points(rootfs: str) -> None:
     """Made here, as host root: a container root mapped to another uid may not write the rootfs."""
     for name in ("proc", "sys", "dev"):
-        point = os.path.join(spec.rootfs, name)
+        point = os.path.join(rootfs, name)
         if not os.path.isdir(point):
             try:
                 os.mkdir(point, 0o755)
             except OSError as exc:
-                raise Failure(
-                    f"cannot make /{name} in {spec.rootfs}: {exc.strerror}", "", EXIT_RUNTIME
-                ) from exc
+                raise Failure(f"cannot make /{name} in {rootfs}: {exc.strerror}", "", EXIT_RUNTIME) from exc
+
+
+# --- images ---------------------------------------------------------------------------------------------
+
+
+def choose_storage(mode: str, root: Sysroot = LIVE, trial: Callable[[], Outcome] | None = None) -> str:
+    """Overlay or copy for an image's root; `--storage overlay` where it cannot mount is refused."""
+    if mode == "copy":
+        output.note("storage: copy (asked for)")
+        return "copy"
+    if "overlay" in (root.read("/proc/filesystems") or "").split():
+        output.note("storage: overlay")
+        return "overlay"
+    outcome = (trial or _trial_overlay)()
+    if outcome.ok:
+        output.note("storage: overlay (loaded by a trial mount)")
+        return "overlay"
+    from runtime.features.overlay import mount_verdict
+
+    verdict = mount_verdict(root, outcome)
+    if mode == "overlay":
+        raise Failure(
+            f"--storage overlay: overlayfs cannot mount here: {verdict.cause}", verdict.hint, EXIT_RUNTIME
+        )
+    output.note(f"storage: copy, because overlayfs cannot mount here: {verdict.cause}")
+    return "copy"
+
+
+def _trial_overlay() -> Outcome:
+    import shutil
+    import tempfile
+
+    from runtime.features import probes
+
+    scratch = tempfile.mkdtemp(prefix="runtime-probe-")
+    try:
+        return probes.in_child(probes.probe_overlay(scratch, in_userns=False))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _container_dir(spec: ContainerSpec) -> str:
+    assert spec.image is not None
+    return spec.image.store.sub("containers", spec.container_id)
+
+
+def _image_root(spec: ContainerSpec, storage: str) -> tuple[str, str, str] | None:
+    """Copy mode: the flattened root, made now. Overlay: the (cwd, target, options) that the setup
+    process mounts in a mount namespace of its own, so the host never sees the mount."""
+    assert spec.image is not None
+    store, record = spec.image.store, spec.image.record
+    directory = _container_dir(spec)
+    os.makedirs(directory, mode=0o700)
+    os.chmod(directory, 0o711)  # container root may be an unprivileged host uid: it must pass through
+    if storage == "copy":
+        from runtime.storage.flatten import flatten
+
+        spec.rootfs = os.path.join(directory, "rootfs")
+        flatten([store.layer_dir(layer) for layer in record.layers], spec.rootfs)
+        _mount_points(spec.rootfs)
+        return None
+    from runtime.storage.overlay import mount_options
+
+    upper, work, merged = (os.path.join(directory, name) for name in ("upper", "work", "merged"))
+    for path in (upper, work, merged):
+        os.mkdir(path, 0o755)
+    _mount_points(upper)
+    spec.rootfs = merged
+    return store.path, merged, mount_options(store, record.layers, upper, work)
+
+
+def _remove_container_dir(spec: ContainerSpec) -> None:
+    import shutil
+
+    shutil.rmtree(_container_dir(spec), ignore_errors=True)
 
 
 def _create_cgroups(manager: Manager, spec: ContainerSpec) -> None:
@@ -166,13 +257,21 @@ class _Setup:
         self.userns_errno = 0
 
 
-def _launch(spec: ContainerSpec, manager: Manager | None, record: state.State, userns: str) -> int:
+def _launch(
+    spec: ContainerSpec,
+    manager: Manager | None,
+    record: state.State,
+    userns: str,
+    overlay: tuple[str, str, str] | None,
+) -> int:
     libc.prctl(c.PR_SET_CHILD_SUBREAPER, 1)
     up_read, up_write = os.pipe2(os.O_CLOEXEC)
     down_read, down_write = os.pipe2(os.O_CLOEXEC)
     with open("/proc/sys/kernel/cap_last_cap") as file:
         last_cap = int(file.read())
-    launch = child.Launch(userns, os.path.exists("/proc/self/ns/cgroup"), last_cap, up_write, down_read)
+    launch = child.Launch(
+        userns, os.path.exists("/proc/self/ns/cgroup"), last_cap, up_write, down_read, overlay
+    )
     # Blocked until the container runs; the children unblock them once they have handlers.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, child.FORWARDED)
     setup_pid = os.fork()

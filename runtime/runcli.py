@@ -9,8 +9,9 @@ import sys
 from runtime import output, spec
 from runtime.cgroups.base import Limits
 from runtime.errors import Failure
+from runtime.storage.store import Store, top_file
 
-USAGE = "usage: runtime run [OPTIONS] --rootfs DIR [--] COMMAND [ARG...]"
+USAGE = "usage: runtime run [OPTIONS] (IMAGE | --rootfs DIR) [--] [COMMAND [ARG...]]"
 DESCRIPTION = (
     "Run COMMAND in new namespaces and cgroups, adapted to what this host's kernel offers.\n"
     "Exit code: the command's; 128+N if killed by signal N; 125 if the runtime failed;\n"
@@ -18,7 +19,13 @@ DESCRIPTION = (
 )
 # long name, short name, value name (None for a flag), help
 OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
-    ("--rootfs", "", "DIR", "the container's root filesystem (required)"),
+    ("--rootfs", "", "DIR", "run from this directory rather than an image"),
+    (
+        "--storage",
+        "",
+        "auto|overlay|copy",
+        "an image's root: overlayfs over its layers, or a copy (auto: overlay where it mounts)",
+    ),
     ("--memory", "-m", "SIZE", "memory limit, e.g. 64m; no swap on top"),
     ("--cpus", "", "N", "CPU limit in CPUs, e.g. 0.5"),
     ("--pids-limit", "", "N", "most processes at once"),
@@ -94,26 +101,42 @@ def build_spec(options: dict[str, list[str]], command: list[str]) -> spec.Contai
     def last(name: str) -> str | None:
         return options[name][-1] if name in options else None
 
-    if not command:
-        raise spec.bad("no command to run", USAGE)
-    rootfs_arg = last("--rootfs")
-    if rootfs_arg is None:
-        raise spec.bad(
-            "--rootfs DIR is required",
-            "images arrive with `runtime image import`; until then give a directory",
-        )
-    rootfs = spec.check_rootfs(rootfs_arg)
     container_id = os.urandom(6).hex()
+    rootfs_arg = last("--rootfs")
+    image = None
+    env: list[tuple[str, str]]
+    if rootfs_arg is None:
+        if not command:
+            raise spec.bad("no image to run", USAGE)
+        storage = spec.check_choice("--storage", last("--storage") or "auto", spec.STORAGE_MODES)
+        image, command = _image(command[0], storage), command[1:]
+        record = image.record
+        command = (record.entrypoint or []) + (command or record.cmd or [])
+        if not command:
+            raise spec.bad(
+                f"the image has no Entrypoint or Cmd: give a command after {record.refs[:1] or 'the image'}"
+            )
+        env = [(key, value) for key, _, value in (item.partition("=") for item in record.env)]
+        rootfs = ""  # chosen with the storage, in container.run
+        workdir = last("--workdir") or record.workdir or "/"
+        user = last("--user") or record.user or "0:0"
+        passwd, group = (top_file(image.store, record, f"etc/{name}") for name in ("passwd", "group"))
+    else:
+        if not command:
+            raise spec.bad("no command to run", USAGE)
+        rootfs = spec.check_rootfs(rootfs_arg)
+        env, workdir, user = [], last("--workdir") or "/", last("--user") or "0:0"
+        passwd, group = os.path.join(rootfs, "etc/passwd"), os.path.join(rootfs, "etc/group")
     memory, cpus, pids = last("--memory"), last("--cpus"), last("--pids-limit")
-    name, hostname, workdir = last("--name"), last("--hostname"), last("--workdir") or "/"
+    name, hostname = last("--name"), last("--hostname")
     return spec.ContainerSpec(
         container_id=container_id,
         name=spec.check_name(name) if name else container_id,
         rootfs=rootfs,
         argv=tuple(command),
-        env=spec.parse_env(options.get("--env", [])),
+        env=tuple(env) + spec.parse_env(options.get("--env", [])),
         workdir=workdir if workdir.startswith("/") else f"/{workdir}",
-        user=spec.parse_user(last("--user") or "0:0", rootfs),
+        user=spec.parse_user(user, passwd, group),
         hostname=spec.check_hostname(hostname) if hostname else container_id,
         limits=Limits(
             memory=spec.parse_memory(memory) if memory else None,
@@ -123,4 +146,16 @@ def build_spec(options: dict[str, list[str]], command: list[str]) -> spec.Contai
         network=spec.check_choice("--network", last("--network") or "none", spec.NETWORKS),
         userns=spec.check_choice("--userns", last("--userns") or "auto", spec.USERNS_MODES),
         read_only="--read-only" in options,
+        image=image,
     )
+
+
+def _image(name: str, storage: str) -> spec.ImageUse:
+    store = Store()
+    image_id = store.resolve(name) if os.path.isdir(store.sub("images")) else None
+    if image_id is None:
+        hint = (
+            "runtime image import FILE adds one; runtime image ls lists them; --rootfs DIR runs a directory"
+        )
+        raise spec.bad(f"no image {name!r} in {store.path}", hint)
+    return spec.ImageUse(store, store.record(image_id), storage)

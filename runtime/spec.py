@@ -10,9 +10,14 @@ import os
 from runtime.cgroups.base import Limits
 from runtime.errors import EXIT_RUNTIME, Failure
 
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    from runtime.storage.store import ImageRecord, Store
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 USERNS_MODES = ("auto", "host", "private")
+STORAGE_MODES = ("auto", "overlay", "copy")
 NETWORKS = ("none", "host")
 MIN_MEMORY = 6 * 1024**2
 
@@ -25,9 +30,20 @@ class User:
         self.gid = gid
 
 
+class ImageUse:
+    """A container from an image: which image, from which store, in which storage mode."""
+
+    __slots__ = ("record", "storage", "store")
+
+    def __init__(self, store: Store, record: ImageRecord, storage: str) -> None:
+        self.store = store
+        self.record = record
+        self.storage = storage
+
+
 class ContainerSpec:
     __slots__ = (
-        "argv", "container_id", "env", "hostname", "limits", "name", "network", "read_only", "rootfs",
+        "argv", "container_id", "env", "hostname", "image", "limits", "name", "network", "read_only", "rootfs",
         "user", "userns", "workdir",
     )  # fmt: skip
 
@@ -45,6 +61,7 @@ class ContainerSpec:
         network: str = "none",
         userns: str = "auto",
         read_only: bool = False,
+        image: ImageUse | None = None,
     ) -> None:
         self.container_id = container_id
         self.name = name
@@ -58,6 +75,7 @@ class ContainerSpec:
         self.network = network
         self.userns = userns
         self.read_only = read_only
+        self.image = image
 
     def environment(self) -> dict[str, str]:
         env = {
@@ -118,18 +136,17 @@ def parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def parse_user(text: str, rootfs: str) -> User:
+def parse_user(text: str, passwd: str | None, group_file: str | None) -> User:
+    """UID[:GID], or names looked up in the container's /etc/passwd and /etc/group."""
     name, _, group = text.partition(":")
-    uid = _lookup(name, os.path.join(rootfs, "etc/passwd"), "user")
-    gid = (
-        _lookup(group, os.path.join(rootfs, "etc/group"), "group")
-        if group
-        else _primary_gid(name, uid, rootfs)
-    )
+    uid = _lookup(name, passwd, "user")
+    gid = _lookup(group, group_file, "group") if group else _primary_gid(name, uid, passwd)
     return User(uid, gid)
 
 
-def _table(path: str) -> list[list[str]]:
+def _table(path: str | None) -> list[list[str]]:
+    if path is None:
+        return []
     try:
         with open(path) as file:
             return [line.split(":") for line in file.read().splitlines()]
@@ -137,20 +154,18 @@ def _table(path: str) -> list[list[str]]:
         return []
 
 
-def _lookup(name: str, table: str, what: str) -> int:
+def _lookup(name: str, table: str | None, what: str) -> int:
     if name.isdigit():
         return int(name)
     for fields in _table(table):
         if fields[0] == name and len(fields) > 2 and fields[2].isdigit():
             return int(fields[2])
-    raise bad(
-        f"{what} {name!r} is not in the container's {os.path.basename(table)}",
-        "use a numeric id: -u 1000:1000",
-    )
+    where = "passwd" if what == "user" else "group"
+    raise bad(f"{what} {name!r} is not in the container's /etc/{where}", "use a numeric id: -u 1000:1000")
 
 
-def _primary_gid(name: str, uid: int, rootfs: str) -> int:
-    for fields in _table(os.path.join(rootfs, "etc/passwd")):
+def _primary_gid(name: str, uid: int, passwd: str | None) -> int:
+    for fields in _table(passwd):
         if len(fields) > 3 and (fields[0] == name or fields[2] == str(uid)) and fields[3].isdigit():
             return int(fields[3])
     return uid

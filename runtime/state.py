@@ -21,6 +21,7 @@ FIELDS = (
     "init_pid",
     "init_start",
     "cgroups",
+    "image",
 )
 
 
@@ -30,6 +31,7 @@ class State:
         "command",
         "container_id",
         "created",
+        "image",
         "init_pid",
         "init_start",
         "name",
@@ -48,6 +50,7 @@ class State:
         init_pid: int = 0,
         init_start: str = "",
         cgroups: tuple[str, ...] = (),
+        image: str = "",
     ) -> None:
         self.container_id = container_id
         self.name = name
@@ -58,6 +61,7 @@ class State:
         self.init_pid = init_pid
         self.init_start = init_start
         self.cgroups = cgroups
+        self.image = image  # the image id, when run from one
 
     @property
     def directory(self) -> str:
@@ -66,7 +70,7 @@ class State:
     def save(self) -> None:
         values = (
             self.container_id, self.name, self.command.replace("\n", " "), self.runtime_pid, self.runtime_start,
-            self.created, self.init_pid, self.init_start, ":".join(self.cgroups),
+            self.created, self.init_pid, self.init_start, ":".join(self.cgroups), self.image,
         )  # fmt: skip
         text = "".join(f"{key}={value}\n" for key, value in zip(FIELDS, values, strict=True))
         temporary = os.path.join(self.directory, "state.tmp")
@@ -90,7 +94,7 @@ def start_time(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def claim(container_id: str, name: str, command: str, cgroups: tuple[str, ...]) -> State:
+def claim(container_id: str, name: str, command: str, cgroups: tuple[str, ...], image: str = "") -> State:
     """Register a new container; a live container of the same name is refused (exit 125)."""
     names = os.path.join(STATE_ROOT, "names")
     os.makedirs(names, exist_ok=True)
@@ -108,7 +112,7 @@ def claim(container_id: str, name: str, command: str, cgroups: tuple[str, ...]) 
         os.unlink(link)
         os.symlink(container_id, link)
     me = os.getpid()
-    state = State(container_id, name, command, me, start_time(me), time.time(), cgroups=cgroups)
+    state = State(container_id, name, command, me, start_time(me), time.time(), cgroups=cgroups, image=image)
     os.makedirs(state.directory)
     state.save()
     return state
@@ -156,6 +160,7 @@ def load(directory: str) -> State | None:
             init_pid=int(values["init_pid"]),
             init_start=values.get("init_start", ""),
             cgroups=tuple(path for path in values["cgroups"].split(":") if path),
+            image=values.get("image", ""),
         )
     except (KeyError, ValueError):
         return None

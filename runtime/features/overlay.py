@@ -24,6 +24,11 @@ def detect(root: Sysroot, kernel: KernelVersion, outcomes: Outcomes, euid: int |
     )
 
 
+def mount_verdict(root: Sysroot, outcome: Outcome) -> Finding:
+    """What a trial overlay mount by root means here (for `runtime run --storage`)."""
+    return _mountable(outcome, 0, "overlay" in root.cmdline.get("module_blacklist", "").split(","))
+
+
 def _registered(root: Sysroot) -> Finding:
     names = [line.split()[-1] for line in (root.read("/proc/filesystems") or "").splitlines() if line.strip()]
     if "overlay" in names:

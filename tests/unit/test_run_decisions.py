@@ -149,12 +149,12 @@ def test_user_names_come_from_the_rootfs(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n")
     (tmp_path / "etc/group").write_text("root:x:0:\nstaff:x:50:\n")
-    user = spec.parse_user("app", str(tmp_path))
+    user = spec.parse_user("app", str(tmp_path / "etc/passwd"), str(tmp_path / "etc/group"))
     assert (user.uid, user.gid) == (1000, 1001)
-    user = spec.parse_user("app:staff", str(tmp_path))
+    user = spec.parse_user("app:staff", str(tmp_path / "etc/passwd"), str(tmp_path / "etc/group"))
     assert (user.uid, user.gid) == (1000, 50)
-    with pytest.raises(Failure, match="not in the container's passwd"):
-        spec.parse_user("ghost", str(tmp_path))
+    with pytest.raises(Failure, match="not in the container's /etc/passwd"):
+        spec.parse_user("ghost", str(tmp_path / "etc/passwd"), str(tmp_path / "etc/group"))
 
 
 def test_rootfs_must_be_a_directory_and_not_slash(tmp_path: Path) -> None:
