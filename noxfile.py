@@ -91,8 +91,10 @@ def compat(session: nox.Session) -> None:
 
 @nox.session(python=NEWEST)
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures: `runtime check`, and `runtime run` against runc and crun."""
+    """Benchmarks that print figures: `runtime check`; `runtime run` against runc and crun; image import
+    and overlay versus copy."""
     apt_install(session, "busybox-static", "runc", "crun")
     session.install("-e", ".")
     session.run("python", "benchmarks/check_speed.py", *session.posargs)
     session.run("python", "benchmarks/run_speed.py", *session.posargs)
+    session.run("python", "benchmarks/image_speed.py", *session.posargs)
