@@ -10,21 +10,13 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from timing import line, timed
+
 TARGET_SECONDS = 0.3
 REPO = Path(__file__).resolve().parents[1]
-
-
-def timed(action: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def command(*argv: str) -> Callable[[], object]:
@@ -32,11 +24,6 @@ def command(*argv: str) -> Callable[[], object]:
         return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, check=False)
 
     return run
-
-
-def line(label: str, samples: list[float]) -> str:
-    ms = sorted(s * 1000 for s in samples)
-    return f"{label:<34} median {statistics.median(ms):7.1f} ms   min {ms[0]:7.1f}   max {ms[-1]:7.1f}   (n={len(ms)})"
 
 
 def main() -> int:

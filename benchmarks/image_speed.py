@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import line, timed  # noqa: E402
+
 from runtime.features import probes  # noqa: E402 - after the path is set
 from runtime.linux import constants as c  # noqa: E402
 from runtime.linux import libc  # noqa: E402
@@ -29,21 +30,6 @@ from runtime.storage.importer import import_image  # noqa: E402
 from runtime.storage.overlay import mount_options  # noqa: E402
 from runtime.storage.store import Store  # noqa: E402
 from tests import images  # noqa: E402
-
-
-def timed(action: Callable[[], object], runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
-def line(label: str, samples: list[float], megabytes: float | None = None) -> str:
-    ms = sorted(s * 1000 for s in samples)
-    rate = f"   {megabytes / (statistics.median(ms) / 1000):6.0f} MB/s" if megabytes else ""
-    return f"{label:<36} median {statistics.median(ms):8.1f} ms   min {ms[0]:8.1f}{rate}   (n={len(ms)})"
 
 
 def fresh_import(source: Path, scratch: Path) -> Callable[[], object]:
@@ -98,7 +84,18 @@ def whole_run(store: Store, mode: str) -> Callable[[], object]:
     env = {**os.environ, "RUNTIME_STORE": store.path, "PYTHONPATH": str(REPO)}
 
     def run() -> object:
-        argv = [sys.executable, "-m", "runtime", "run", "--storage", mode, "--userns", "host", "big:1", "/bin/true"]
+        argv = [
+            sys.executable,
+            "-m",
+            "runtime",
+            "run",
+            "--storage",
+            mode,
+            "--userns",
+            "host",
+            "big:1",
+            "/bin/true",
+        ]
         return subprocess.run(argv, env=env, check=True, capture_output=True)
 
     return run
@@ -121,7 +118,9 @@ def main() -> int:
         oci = images.write_oci_layout(image, scratch / "big-oci", gzip_layers=True)
         size = args.size_mb
         print(line(f"import docker-save ({size} MB)", timed(fresh_import(docker, scratch), args.runs), size))
-        print(line(f"import OCI layout, gzip ({size} MB)", timed(fresh_import(oci, scratch), args.runs), size))
+        print(
+            line(f"import OCI layout, gzip ({size} MB)", timed(fresh_import(oci, scratch), args.runs), size)
+        )
         store = Store(str(scratch / "store"))
         layers = import_image(store, str(docker)).record.layers
         print(line("root setup: overlay mount", timed(overlay_mount(store, layers, scratch), args.runs * 5)))

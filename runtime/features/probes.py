@@ -137,9 +137,13 @@ def _enter_userns(extra_flags: int = 0) -> None:
         _write("/proc/self/gid_map", f"0 {outer_gid} 1")
 
 
-def _private_mounts() -> None:
-    with step("unshare-mnt"):
-        libc.unshare(c.CLONE_NEWNS)
+def _private_mounts(in_userns: bool = False) -> None:
+    """A mount namespace of our own (in a new user namespace if asked), with private propagation."""
+    if in_userns:
+        _enter_userns(c.CLONE_NEWNS)
+    else:
+        with step("unshare-mnt"):
+            libc.unshare(c.CLONE_NEWNS)
     with step("make-private"):
         libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
 
@@ -194,12 +198,7 @@ def probe_overlay(scratch: str, in_userns: bool) -> Callable[[], int | None]:
     userxattr first (5.11+); 2 means it only worked without it (Debian's 5.10 module parameter)."""
 
     def run() -> int:
-        if in_userns:
-            _enter_userns(c.CLONE_NEWNS)
-            with step("make-private"):
-                libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
-        else:
-            _private_mounts()
+        _private_mounts(in_userns)
         base = _scratch_tmpfs(scratch)
         if not in_userns:
             with step("mount-overlay"):
@@ -220,12 +219,7 @@ def probe_overlay(scratch: str, in_userns: bool) -> Callable[[], int | None]:
 
 def probe_pivot_root(scratch: str, via_userns: bool) -> Callable[[], int | None]:
     def run() -> None:
-        if via_userns:
-            _enter_userns(c.CLONE_NEWNS)
-            with step("make-private"):
-                libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
-        else:
-            _private_mounts()
+        _private_mounts(via_userns)
         base = _scratch_tmpfs(scratch)
         with step("pivot_root"):
             libc.pivot_root(str(base), str(base / "lower"))
