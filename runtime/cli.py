@@ -170,7 +170,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     removed = gc.collect()
     for line in removed:
         print(line)
-    print(f"runtime gc: removed {len(removed)} leftover container(s)")
+    print(f"runtime gc: removed {len(removed)} leftover(s)")
     return 0
 
 

@@ -219,7 +219,10 @@ def _image_root(spec: ContainerSpec, storage: str) -> tuple[str, str, str] | Non
         os.mkdir(path, 0o755)
     _mount_points(upper)
     spec.rootfs = merged
-    return store.path, merged, mount_options(store, record.layers, upper, work)
+    try:
+        return store.path, merged, mount_options(store, record.layers, upper, work)
+    except OverflowError as exc:
+        raise Failure(f"--storage overlay: {exc}", "use --storage copy", EXIT_RUNTIME) from exc
 
 
 def _remove_container_dir(spec: ContainerSpec) -> None:

@@ -51,7 +51,9 @@ class TarSource:
             self.tar = tarfile.open(path)  # noqa: SIM115 - closed by close()
         except (tarfile.TarError, OSError) as exc:
             raise BadImage(f"{path} is neither a directory nor a readable tar: {exc}") from exc
-        self.members = {_normal(m.name): m for m in self.tar.getmembers() if m.isfile()}
+        # Older docker save writes a layer seen twice as a link to the first copy: tarfile follows it.
+        wanted = (m for m in self.tar.getmembers() if m.isfile() or m.issym() or m.islnk())
+        self.members = {_normal(m.name): m for m in wanted}
         self.path = path
 
     def exists(self, name: str) -> bool:

@@ -192,10 +192,14 @@ class Extractor:
             raise Refused(self.layer, f"the hard link {relative!r} -> {link!r} points outside the layer")
         inside = member_path(link, self.layer)
         source = os.path.join(self._parent(posixpath.dirname(inside), relative), posixpath.basename(inside))
-        if not os.path.lexists(source):
+        try:
+            kind = os.lstat(source).st_mode
+        except FileNotFoundError:
             raise Refused(
                 self.layer, f"the hard link {relative!r} -> {link!r} names nothing earlier in the layer"
-            )
+            ) from None
+        if stat.S_ISDIR(kind):
+            raise Refused(self.layer, f"the hard link {relative!r} -> {link!r} names a directory")
         os.link(source, target, follow_symlinks=False)
 
     def _device(self, target: str, kind: int, device: int, relative: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from runtime import state
 from runtime.storage.archive import BadImage
-from runtime.storage.store import ImageRecord, Store
+from runtime.storage.store import ImageRecord, Store, with_tag
 
 
 def find(store: Store, name: str) -> ImageRecord:
@@ -54,7 +54,7 @@ def remove(store: Store, name: str) -> str:
     lock = store.lock(exclusive=True)
     try:
         record = find(store, name)
-        wanted = name if ":" in name else f"{name}:latest"
+        wanted = with_tag(name)
         if wanted in record.refs and len(record.refs) > 1:
             os.unlink(store.ref_path(wanted))
             record.refs.remove(wanted)

@@ -20,13 +20,14 @@ from typing import IO, Any, cast
 from runtime.storage.archive import BadImage, DirSource, TarSource, open_source
 from runtime.storage.extract import Extractor, HashingReader, Readable
 from runtime.storage.overlay import make_short_link
-from runtime.storage.store import ImageRecord, Store
+from runtime.storage.store import ImageRecord, Store, valid_reference, with_tag
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 Source = DirSource | TarSource
+ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class LayerRef:
     diff_id: str  # sha256 hex of the uncompressed tar, from the config
     digest: str | None  # sha256 hex of the blob as stored, where the format names one
     media_type: str | None
+    size: int | None = None  # of the blob as stored, where the format names one
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ def _pick_docker_entry(entries: list[dict[str, Any]], name: str | None) -> dict[
         if len(entries) > 1:
             raise BadImage(f"the tarball holds {len(entries)} images", "say which with --name NAME:TAG")
         return entries[0]
-    wanted = name if ":" in name else f"{name}:latest"
+    wanted = with_tag(name)
     for entry in entries:
         if wanted in (entry.get("RepoTags") or []):
             return entry
@@ -149,17 +151,16 @@ def plan_oci(source: Source, name: str | None) -> Plan:
     config = _read_blob(source, manifest["config"])
     layers = manifest.get("layers", [])
     diff_ids = _diff_ids(json.loads(config), len(layers))
-    plan_layers = tuple(
-        LayerRef(
-            f"blobs/sha256/{_digest_hex(layer['digest'], 'a layer')}",
-            diff,
-            _digest_hex(layer["digest"], "a layer"),
-            layer.get("mediaType"),
-        )
-        for layer, diff in zip(layers, diff_ids, strict=True)
-    )
+    plan_layers = tuple(_oci_layer(layer, diff) for layer, diff in zip(layers, diff_ids, strict=True))
     return Plan(
         config, _digest_hex(manifest["config"]["digest"], "the config"), plan_layers, (ref,) if ref else ()
+    )
+
+
+def _oci_layer(descriptor: dict[str, Any], diff_id: str) -> LayerRef:
+    digest = _digest_hex(descriptor["digest"], "a layer")
+    return LayerRef(
+        f"blobs/sha256/{digest}", diff_id, digest, descriptor.get("mediaType"), descriptor.get("size")
     )
 
 
@@ -185,15 +186,21 @@ def _pick_manifest(
         nested = json.loads(_read_blob(source, chosen))
         for candidate in nested.get("manifests", []):
             platform = candidate.get("platform", {})
-            if platform.get("os", "linux") == "linux" and platform.get("architecture", "amd64") == "amd64":
+            if platform.get("os", "linux") == "linux" and platform.get("architecture", ARCH) == ARCH:
                 return candidate, _ref_name(chosen)
-        raise BadImage("the image index has no linux/amd64 manifest")
+        raise BadImage(f"the image index has no linux/{ARCH} manifest")
     return chosen, _ref_name(chosen)
 
 
 def _ref_name(descriptor: dict[str, Any]) -> str | None:
-    ref: str | None = descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name")
-    return ref
+    """containerd's full name where given; org.opencontainers.image.ref.name is most often a bare tag
+    ("1"), which names nothing here without the repository: then --name has to."""
+    annotations = descriptor.get("annotations", {})
+    full: str | None = annotations.get("io.containerd.image.name")
+    ref: str | None = annotations.get("org.opencontainers.image.ref.name")
+    if full:
+        return full
+    return ref if ref and (":" in ref.rsplit("/", 1)[-1] or "/" in ref) else None
 
 
 # --- layers -----------------------------------------------------------------------------------------------
@@ -227,6 +234,8 @@ def _unpack(source: Source, layer: LayerRef, dest: str) -> int:
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise BadImage(f"{layer.name}: cannot unpack: {exc}") from exc
         hashed.drain()
+    if layer.size is not None and hashed.size != layer.size:
+        raise BadImage(f"{layer.name}: {hashed.size} bytes, but the manifest says {layer.size}")
     if layer.digest and hashed.sha256.hexdigest() != layer.digest:
         raise BadImage(
             f"{layer.name}: content does not match its digest sha256:{layer.digest}",
@@ -280,8 +289,10 @@ def import_image(store: Store, path: str, name: str | None = None, progress: Any
 
 def _record(found: Plan, name: str | None, sizes: dict[str, int], store: Store) -> ImageRecord:
     config = json.loads(found.config).get("config") or {}
-    refs = [name if ":" in name else f"{name}:latest"] if name else list(found.refs)
-    previous = store.record(found.image_id).size if found.image_id in store.image_ids() else 0
+    refs = [with_tag(name)] if name else list(found.refs)
+    for ref in refs:
+        if not valid_reference(ref):
+            raise BadImage(f"{ref!r} cannot name an image", "give one with --name NAME[:TAG]")
     return ImageRecord(
         image_id=found.image_id,
         layers=[layer.diff_id for layer in found.layers],
@@ -291,12 +302,14 @@ def _record(found: Plan, name: str | None, sizes: dict[str, int], store: Store) 
         workdir=config.get("WorkingDir") or "",
         user=config.get("User") or "",
         refs=refs,
-        size=sum(sizes.values()) or previous,
+        size=sum(sizes.get(layer.diff_id) or store.layer_size(layer.diff_id) for layer in found.layers),
     )
 
 
 def _commit(store: Store, work: str, found: Plan, record: ImageRecord, sizes: dict[str, int]) -> None:
-    for diff_id in sizes:
+    for diff_id, size in sizes.items():
+        with open(os.path.join(work, diff_id, "size"), "w") as file:
+            file.write(str(size))
         os.rename(os.path.join(work, diff_id), store.sub("layers", diff_id))
         make_short_link(store, diff_id)
     staged = os.path.join(work, "image")

@@ -15,9 +15,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
 DEFAULT_ROOT = "/var/lib/runtime"
 SHORT_LINK_LENGTH = 26  # as Docker's overlay2: keeps lowerdir= short, see storage/overlay.py
+
+
+def with_tag(name: str) -> str:
+    """name:tag, adding :latest; a registry's port (host:5000/name) is not a tag."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def valid_reference(name: str) -> bool:
+    """What may name an image here: printable, no whitespace, no empty or dot-only path parts."""
+    if not name or len(name) > 255 or any(ch.isspace() or not ch.isprintable() for ch in name):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 def root() -> str:
@@ -136,6 +149,13 @@ class Store:
     def has_layer(self, diff_id: str) -> bool:
         return os.path.isdir(self.layer_dir(diff_id))
 
+    def layer_size(self, diff_id: str) -> int:
+        try:
+            with open(self.sub("layers", diff_id, "size")) as file:
+                return int(file.read())
+        except (OSError, ValueError):
+            return 0
+
     def short_link(self, diff_id: str) -> str:
         with open(self.sub("layers", diff_id, "link")) as file:
             return file.read().strip()
@@ -147,7 +167,7 @@ class Store:
 
     def resolve(self, name: str) -> str | None:
         """An image id from a name (name:tag, name meaning name:latest) or an id (prefix)."""
-        for candidate in (name, f"{name}:latest"):
+        for candidate in dict.fromkeys((name, with_tag(name))):
             try:
                 with open(self.ref_path(candidate)) as file:
                     return file.read().strip()
@@ -179,9 +199,18 @@ class Store:
 
 
 def top_file(store: Store, record: ImageRecord, relative: str) -> str | None:
-    """A file as the image shows it (top layer first), read before any mount: for user names."""
+    """A regular file as the image shows it (top layer first), read before any mount: for user
+    names. A symlink anywhere on the way ends the search: it would resolve on the host, not in the image."""
     for layer in reversed(record.layers):
-        path = os.path.join(store.layer_dir(layer), relative)
-        if os.path.lexists(path):
-            return path if os.path.isfile(path) and not os.path.islink(path) else None
+        path = store.layer_dir(layer)
+        for part in relative.split("/"):
+            path = os.path.join(path, part)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(info.st_mode) or (stat.S_ISCHR(info.st_mode) and info.st_rdev == 0):
+                return None  # a symlink leads out of the layer; a whiteout deletes the file
+        else:
+            return path if stat.S_ISREG(info.st_mode) else None
     return None

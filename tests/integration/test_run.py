@@ -536,7 +536,7 @@ def test_gc_after_the_runtime_was_killed(start: Callable[..., Background]) -> No
     collected = runtime("gc")
     assert collected.returncode == 0, collected.stderr
     assert f"{container.name} ({state['id']})" in collected.stdout
-    assert collected.stdout.endswith("runtime gc: removed 1 leftover container(s)\n"), collected.stdout
+    assert collected.stdout.endswith("runtime gc: removed 1 leftover(s)\n"), collected.stdout
     deadline = time.monotonic() + DEADLINE
     while (alive(init) or alive(workload)) and time.monotonic() < deadline:
         time.sleep(0.02)
