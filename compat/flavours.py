@@ -65,7 +65,12 @@ class Flavour:
         return "+".join(parts)
 
     def kernel_args(self) -> list[str]:
-        args = [f"kc_cgroups={self.cgroups}", f"kc_userns={self.userns}", f"kc_overlay={self.overlay}", f"kc_root={self.root}"]
+        args = [
+            f"kc_cgroups={self.cgroups}",
+            f"kc_userns={self.userns}",
+            f"kc_overlay={self.overlay}",
+            f"kc_root={self.root}",
+        ]
         if self.overlay is Overlay.WITHHOLD:
             args.append("module_blacklist=overlay")
         return args

@@ -60,7 +60,9 @@ class ModuleTable:
             if name in self.builtin or name in order:
                 return
             if name not in self.paths:
-                raise ModuleError(f"{name} is neither a module nor built in (needed by {' -> '.join(chain) or 'the initramfs'})")
+                raise ModuleError(
+                    f"{name} is neither a module nor built in (needed by {' -> '.join(chain) or 'the initramfs'})"
+                )
             if name in chain:
                 raise ModuleError(f"a dependency loop: {' -> '.join((*chain, name))}")
             for dep in self.deps[name]:
@@ -124,10 +126,23 @@ class Cpio:
 def build(modules_dir: Path, busybox: Path, init: Path = INIT) -> bytes:
     """The gzip-compressed cpio for the kernel whose lib/modules/<release> is modules_dir."""
     release = modules_dir.name
-    table = ModuleTable.parse((modules_dir / "modules.dep").read_text(), _text(modules_dir / "modules.builtin"))
+    table = ModuleTable.parse(
+        (modules_dir / "modules.dep").read_text(), _text(modules_dir / "modules.builtin")
+    )
     order = table.load_order()
     archive = Cpio()
-    for directory in ("bin", "dev", "proc", "sys", "sysroot", "run", "tmp", "lib", "lib/modules", f"lib/modules/{release}"):
+    for directory in (
+        "bin",
+        "dev",
+        "proc",
+        "sys",
+        "sysroot",
+        "run",
+        "tmp",
+        "lib",
+        "lib/modules",
+        f"lib/modules/{release}",
+    ):
         archive.directory(directory)
     archive.char_device("dev/console", 5, 1)
     archive.file("bin/busybox", busybox.read_bytes(), 0o755)

@@ -1,0 +1,1 @@
+"""The qualification harness: VM backends, readiness, and the glue to vm-images."""
