@@ -27,41 +27,18 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cmp_to_key
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from compat.images.apt import (
-    AptSource,
-    PackageNotFound,
-    PrivateApt,
-    compare_versions,
-    extract_deb,
-    host_mirror,
-    sha256_of,
-    update_verified,
-)
+from compat.images.apt import AptSource, PackageNotFound, PrivateApt, extract_deb, host_mirror, sha256_of
+from compat.images.kernels import CatalogueEntry, kernel_parts, load_catalogue, open_apt, write_if_changed
 from compat.proc import run
 
 HERE = Path(__file__).resolve().parent
-ARCH = "amd64"
-FLAVOUR = "cloud-amd64"
-
-
-@dataclass(frozen=True)
-class Kernel:
-    id: str
-    suite: str
-    release_re: str  # what the kernel release must start with
-
-
-KERNELS = (
-    Kernel("5.10", "bullseye", r"5\.10\."),
-    Kernel("6.1", "bookworm", r"6\.1\."),
-    Kernel("6.12", "trixie", r"6\.12\."),
-    Kernel("7.x", "sid", r"7\.\d+\."),
-)
+# The kernel lines (id, suite, release pattern, flavour) come from the VM matrix's catalogue.
+CATALOGUE = load_catalogue()
+KERNELS = CATALOGUE.entries
 
 # Option names (after CONFIG_) kept in the extracts, matched against the whole name.
 KEEP_NAMES = (
@@ -86,7 +63,7 @@ CONFIG_MEMBER = re.compile(r"\./(?:boot/config-(?P<boot>[^/]+)|(?:usr/)?lib/modu
 
 @dataclass(frozen=True)
 class Found:
-    kernel: Kernel
+    kernel: CatalogueEntry
     image_package: str
     package: str
     version: str
@@ -95,35 +72,16 @@ class Found:
     release: str
 
 
-def newest_image(apt: PrivateApt, kernel: Kernel) -> str:
-    """The linux-image-<release>-cloud-amd64 of this kernel line with the highest version."""
-    names = apt.search_names(rf"linux-image-{kernel.release_re}\S*-{FLAVOUR}")
-    if not names:
-        raise PackageNotFound(f"no linux-image-{kernel.id}*-{FLAVOUR} in {kernel.suite}")
-    versions = {name: apt.candidate_version(name) for name in names}
-
-    def order(a: str, b: str) -> int:
-        return compare_versions(versions[a], versions[b]) or (a > b) - (a < b)
-
-    return max(names, key=cmp_to_key(order))
-
-
-def same_version_depends(apt: PrivateApt, package: str) -> list[str]:
-    """Dependencies pinned to exactly this package's version: the parts of a split kernel."""
-    rec = apt.record(package)
-    pinned = re.compile(rf"(\S+) \(= {re.escape(rec['version'])}\)")
-    return [m[1] for dep in rec.get("depends", "").split(",") if (m := pinned.fullmatch(dep.strip()))]
-
-
 def deb_members(deb: Path) -> list[str]:
     lines = run(["dpkg-deb", "-c", deb], capture=True).stdout.splitlines()
     return [line.split(maxsplit=5)[5].split(" -> ")[0] for line in lines if line.strip()]
 
 
-def find_config(apt: PrivateApt, kernel: Kernel, debs_dir: Path) -> Found:
+def find_config(apt: PrivateApt, kernel: CatalogueEntry, debs_dir: Path) -> Found:
     """Download the image package, then its same-version parts, until one holds the config."""
-    image = newest_image(apt, kernel)
-    for package in [image, *same_version_depends(apt, image)]:
+    parts = kernel_parts(apt, kernel)
+    image = parts[0]
+    for package in parts:
         deb = apt.download(package, debs_dir)
         for member in deb_members(deb):
             if match := CONFIG_MEMBER.fullmatch(member):
@@ -156,18 +114,10 @@ def _text(lines: Sequence[str]) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def write_if_changed(path: Path, text: str) -> str:
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return "unchanged"
-    path.write_text(text, encoding="utf-8")
-    return "written"
-
-
 def refresh_one(
-    kernel: Kernel, mirror: AptSource, workdir: Path, fallback_suites: Sequence[str]
+    kernel: CatalogueEntry, mirror: AptSource, workdir: Path, fallback_suites: Sequence[str]
 ) -> dict[str, str]:
-    apt = PrivateApt(workdir / f"apt-{kernel.suite}", mirror, kernel.suite, arch=ARCH)
-    apt = update_verified(apt, fallback_suites, workdir / "keyring")
+    apt = open_apt(kernel, mirror, workdir, fallback_suites)
     found = find_config(apt, kernel, workdir / "debs")
     print(f"  {kernel.id}: {found.package} {found.version} -> {found.config_member}")
 
@@ -191,7 +141,7 @@ def refresh_one(
 
     return {
         "suite": kernel.suite,
-        "arch": ARCH,
+        "arch": kernel.arch,
         "image_package": found.image_package,
         "package": found.package,
         "version": found.version,
@@ -223,8 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if workdir.is_relative_to(HERE.parents[2]):
         parser.error(f"--workdir {workdir} is inside the repository; downloads must stay out of it")
     workdir.mkdir(parents=True, exist_ok=True)
-    # Newest first: a keyring that can check sid most likely comes from the next-newest suite.
-    fallback = [k.suite for k in reversed(KERNELS)]
+    fallback = CATALOGUE.fallback_suites
     mirror = host_mirror()
 
     sources_path = HERE / "sources.json"

@@ -1,0 +1,3 @@
+from compat.images.build import main
+
+raise SystemExit(main())
