@@ -115,7 +115,6 @@ class Vm:
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             text = self.console.read_text(errors="replace") if self.console.exists() else ""
-            self._check_alive(text)
             for marker in PANIC_MARKERS:
                 if marker in text:
                     raise BootError(
@@ -123,6 +122,7 @@ class Vm:
                         marker,
                         tail(self.console),
                     )
+            self._check_alive(text)
             for line in text.splitlines():
                 if line.startswith(READY_MARKER):
                     wait_for_ssh_banner(self.ssh_port, end - time.monotonic(), self.console)
