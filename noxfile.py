@@ -37,6 +37,10 @@ def _starts(interpreter: str) -> bool:
 
 
 PYTHONS = present_interpreters()
+# What real containers and VMs need: busybox-static for root filesystems and initramfs, the rest
+# to build the guest's disks and boot it.
+IMAGE_PACKAGES = ("busybox-static", "debootstrap", "e2fsprogs", "kmod", "openssh-client", "dpkg", "qemu-system-x86")
+TEST_PACKAGES = ("util-linux", *IMAGE_PACKAGES)
 NEWEST = PYTHONS[-1]
 
 
@@ -65,7 +69,7 @@ def _dpkg_installed(session: nox.Session, name: str) -> bool:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The project's own tests: unit, config files, and real detection on this host."""
-    apt_install(session, "util-linux", "dpkg", "busybox-static")
+    apt_install(session, *TEST_PACKAGES)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -87,6 +91,15 @@ def compat(session: nox.Session) -> None:
     session.run("runtime", "check", *session.posargs)
     for config in sorted((ROOT / "tests" / "data" / "kconfig").glob("debian-*.config")):
         session.run("runtime", "check", "--config", str(config), success_codes=[0, 1])
+
+
+@nox.session(python=NEWEST)
+def images(session: nox.Session) -> None:
+    """Kernels, the guest root filesystem, per-kernel initramfs and modules disks, all cached:
+    `nox -s images [-- --kernels 6.1,6.12] [--rebuild]`."""
+    apt_install(session, *IMAGE_PACKAGES)
+    session.install("-e", ".")
+    session.run("python", "-m", "compat.images", *session.posargs)
 
 
 @nox.session(python=NEWEST)
