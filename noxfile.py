@@ -39,7 +39,15 @@ def _starts(interpreter: str) -> bool:
 PYTHONS = present_interpreters()
 # What real containers and VMs need: busybox-static for root filesystems and initramfs, the rest
 # to build the guest's disks and boot it.
-IMAGE_PACKAGES = ("busybox-static", "debootstrap", "e2fsprogs", "kmod", "openssh-client", "dpkg", "qemu-system-x86")
+IMAGE_PACKAGES = (
+    "busybox-static",
+    "debootstrap",
+    "e2fsprogs",
+    "kmod",
+    "openssh-client",
+    "dpkg",
+    "qemu-system-x86",
+)
 TEST_PACKAGES = ("util-linux", *IMAGE_PACKAGES)
 NEWEST = PYTHONS[-1]
 

@@ -104,6 +104,7 @@ class Vm:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ssh_port = self.ssh_port or free_port()
         argv = qemu_argv(self.machine, self.ssh_port, self.console, self.pidfile)
+        (self.workdir / "qemu.argv").write_text(" ".join(argv) + "\n")
         # The VM dies with us even if we are killed: PR_SET_PDEATHSIG in the child.
         self.process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -176,3 +177,26 @@ def running(machine: Machine, workdir: Path, deadline: float = 120.0) -> Iterato
         yield vm, vm.wait_ready(deadline)
     finally:
         vm.stop()
+
+
+def reap_stale(directory: Path) -> list[int]:
+    """Kill QEMUs left by a crashed run: their pidfiles are under directory/<cell>/qemu.pid."""
+    killed = []
+    for pidfile in directory.glob("*/qemu.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                command = file.read().split(b"\0")
+        except (OSError, ValueError):
+            pidfile.unlink(missing_ok=True)
+            continue
+        if (
+            command
+            and command[0].endswith(b"qemu-system-x86_64")
+            and str(pidfile).encode() in b" ".join(command)
+        ):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        pidfile.unlink(missing_ok=True)
+    return killed

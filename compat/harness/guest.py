@@ -1,0 +1,122 @@
+"""One cell's VM as the compat tests see it: booted once, reached over SSH (paramiko, testinfra),
+with the runtime, a static busybox root filesystem and a test image copied in."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import testinfra
+
+from compat import matrix
+from compat.harness.qemu import BootError, Machine, Vm
+from compat.images.build import build_all
+from compat.matrix import Cell
+from runtime.features import kconfig
+from runtime.features.kernel import parse_release
+from runtime.features.model import KernelVersion
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_DIR = "/opt/kcompat"  # the runtime, rootfs/ and images/ inside the guest
+RUNTIME = f"cd {GUEST_DIR} && python3 -m runtime"
+
+
+@dataclass
+class Guest:
+    cell: Cell
+    vm: Vm
+    host: Any  # testinfra.host.Host
+    config: kconfig.KernelConfig
+    release: str
+    package: str
+    boot_seconds: float
+    console_log: Path
+    check: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> KernelVersion:
+        return parse_release(self.release)
+
+    @property
+    def expected(self) -> dict[str, matrix.Value]:
+        return matrix.expected(self.cell, self.config)
+
+    @property
+    def features(self) -> dict[str, matrix.Value]:
+        return matrix.observed(self.check)
+
+    def run(self, command: str) -> Any:
+        return self.host.run(command)
+
+    def runtime(self, arguments: str) -> Any:
+        return self.host.run(f"{RUNTIME} {arguments}")
+
+
+def _ssh_config(path: Path, port: int, key: Path) -> Path:
+    path.write_text(
+        f"Host guest\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {key}\n"
+        "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+    )
+    return path
+
+
+def _payload() -> bytes:
+    """runtime/, a static busybox root filesystem and the three-layer test image, as one tar."""
+    from tests import busybox, images
+
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as scratch, tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(REPO / "runtime", "runtime", filter=lambda info: None if "__pycache__" in info.name else info)
+        tar.add(busybox.build_rootfs(Path(scratch) / "rootfs"), "rootfs")
+        image = Path(scratch) / "busybox-test.tar"
+        images.write_docker_save(images.busybox_image(), image)
+        tar.add(image, "images/busybox-test.tar")
+    return buffer.getvalue()
+
+
+def boot(cell: Cell, workdir: Path, accel: str, deadline: float, extra_args: tuple[str, ...] = ()) -> Guest:
+    """Raises BootError (an infrastructure failure, with the console's tail) when the VM does not
+    come up; the VM is stopped then too."""
+    built = build_all([cell.kernel])
+    kernel_set = built.kernels[cell.kernel]
+    machine = Machine(
+        kernel_set.kernel.vmlinuz, kernel_set.initrd, built.rootfs.image, kernel_set.modules_image, cell.flavour,
+        accel=accel, extra_args=extra_args,
+    )  # fmt: skip
+    vm = Vm(machine, workdir)
+    started = time.monotonic()
+    vm.start()
+    try:
+        vm.wait_ready(deadline)
+        took = time.monotonic() - started
+        ssh_config = _ssh_config(workdir / "ssh_config", vm.ssh_port, built.rootfs.ssh_key)
+        host = testinfra.get_host("paramiko://guest", ssh_config=str(ssh_config), timeout=120)
+        _install(host, workdir)
+    except BaseException:
+        vm.stop()
+        raise
+    config = kconfig.load(kernel_set.kernel.config) if kernel_set.kernel.config else None
+    if config is None:
+        vm.stop()
+        raise BootError("no kernel config", f"{cell.kernel} has no config to derive expectations from", "")
+    guest = Guest(
+        cell, vm, host, config, kernel_set.kernel.release, kernel_set.kernel.source, took, vm.console
+    )
+    checked = host.run(f"{RUNTIME} check --json")
+    guest.check = json.loads(checked.stdout)
+    return guest
+
+
+def _install(host: Any, workdir: Path) -> None:
+    archive = workdir / "payload.tar"
+    archive.write_bytes(_payload())
+    client = host.backend.client
+    with client.open_sftp() as sftp:
+        sftp.put(str(archive), "/tmp/kcompat-payload.tar")
+    host.check_output(f"mkdir -p {GUEST_DIR} && tar -C {GUEST_DIR} -xf /tmp/kcompat-payload.tar")

@@ -1,0 +1,154 @@
+"""The compat suite's pytest plumbing: the matrix as a session-scoped `cell` parameter, one VM per
+cell per worker (booted on first use, reused by every test of that cell, always stopped), an xdist
+scheduler that keeps a cell's tests on one worker, and the results JSON written at the end.
+
+    pytest compat/tests [--matrix default|full] [--cells 6.1-v2,...] [--accel auto|kvm|tcg] [-n 2]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compat import matrix
+from compat.harness import accel as accelerator
+from compat.harness import results
+from compat.harness.guest import Guest, boot
+from compat.harness.qemu import BootError, reap_stale
+from compat.matrix import Cell
+
+CELL_PROPERTY = "kcompat_cell"
+ABSENT_PROPERTY = "kcompat_expected_absent"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("compat", "kernel x flavour matrix")
+    group.addoption("--matrix", default="default", help="default or full")
+    group.addoption("--cells", default=None, help="comma-separated cells, e.g. 6.1-v2,6.12-hybrid")
+    group.addoption("--accel", default="auto", choices=["auto", "kvm", "tcg"], help="QEMU accelerator")
+    group.addoption("--reports", default="reports", help="where results.json and the rest land")
+    group.addoption("--boot-deadline", type=float, default=180.0, help="seconds for a VM to be ready")
+    group.addoption("--append", default="", help="more kernel parameters for every VM (e.g. to break one)")
+
+
+def selected_cells(config: pytest.Config) -> list[Cell]:
+    try:
+        return matrix.select(config.getoption("matrix"), config.getoption("cells"))
+    except matrix.MatrixError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def reports_dir(config: pytest.Config) -> Path:
+    return Path(config.getoption("reports")).absolute()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
+        directory = reports_dir(config)
+        (directory / "cells").mkdir(parents=True, exist_ok=True)
+        for stale in (directory / "cells").glob("*.json"):
+            stale.unlink()
+        reap_stale(directory / "vms")
+        config.stash[results.STARTED] = time.time()
+        config.stash[results.REPORTS] = []
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" in metafunc.fixturenames:
+        cells = selected_cells(metafunc.config)
+        metafunc.parametrize("cell", cells, ids=[cell.id for cell in cells], scope="session")
+    if "feature" in metafunc.fixturenames:
+        metafunc.parametrize("feature", matrix.FEATURES)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "cell" in callspec.params:
+            item.user_properties.append((CELL_PROPERTY, callspec.params["cell"].id))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """All of a cell's tests go to one worker, which boots that cell's VM once (not loadgroup: see
+    DESIGN.md on pytest 9.2 with xdist 3.8)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    cells = sorted((cell.id for cell in selected_cells(config)), key=len, reverse=True)
+
+    class CellScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            parameters = nodeid.partition("[")[2]
+            return next((cell for cell in cells if parameters.startswith(cell)), nodeid)
+
+    return CellScheduling(config, log)
+
+
+@pytest.fixture(scope="session")
+def guest(cell: Cell, request: pytest.FixtureRequest) -> Iterator[Guest]:
+    config = request.config
+    directory = reports_dir(config)
+    workdir = directory / "vms" / cell.id
+    record = results.CellRecord(cell)
+    try:
+        mode = accelerator.choose(config.getoption("accel"), cell, directory / "vms")
+        extra = tuple(config.getoption("append").split())
+        booted = boot(cell, workdir, mode, config.getoption("boot_deadline"), extra)
+    except BootError as failure:
+        record.infra_error(failure, workdir / "console.log", directory)
+        record.write(directory)
+        raise
+    record.booted(booted, directory)
+    record.write(directory)
+    try:
+        yield booted
+    finally:
+        booted.vm.stop()
+
+
+@pytest.fixture
+def absent(request: pytest.FixtureRequest) -> Any:
+    """Call it when a test confirms that a feature is absent, as its cell expects."""
+
+    def mark() -> None:
+        request.node.user_properties.append((ABSENT_PROPERTY, True))
+
+    return mark
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = getattr(pytest_runtest_logreport, "config", None)
+    if config is not None and not hasattr(config, "workerinput"):
+        config.stash[results.REPORTS].append(results.test_entry(report, CELL_PROPERTY, ABSENT_PROPERTY))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    pytest_runtest_logreport.config = session.config  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    directory = reports_dir(config)
+    written = results.assemble(config, directory, selected_cells(config))
+    if written is not None:
+        session.config.stash[results.SUMMARY] = written
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    summary = config.stash.get(results.SUMMARY, None)
+    if summary:
+        terminalreporter.write_sep("=", "kernel x flavour matrix")
+        terminalreporter.write_line(summary)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    cells = ", ".join(cell.id for cell in selected_cells(config))
+    return f"kcompat cells: {cells} (KCOMPAT_CACHE={os.environ.get('KCOMPAT_CACHE', '~/.cache/kcompat')})"
