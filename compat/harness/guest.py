@@ -15,7 +15,7 @@ from typing import Any
 import testinfra
 
 from compat import matrix
-from compat.harness.qemu import BootError, Machine, Vm
+from compat.harness.qemu import Machine, Vm
 from compat.images.build import build_all
 from compat.matrix import Cell
 from runtime.features import kconfig
@@ -101,10 +101,10 @@ def boot(cell: Cell, workdir: Path, accel: str, deadline: float, extra_args: tup
     except BaseException:
         vm.stop()
         raise
-    config = kconfig.load(kernel_set.kernel.config) if kernel_set.kernel.config else None
-    if config is None:
+    if kernel_set.kernel.config is None:
         vm.stop()
-        raise BootError("no kernel config", f"{cell.kernel} has no config to derive expectations from", "")
+        raise matrix.MatrixError(f"{cell.kernel} has no kernel config to derive the cell's expectations from")
+    config = kconfig.load(kernel_set.kernel.config)
     guest = Guest(
         cell, vm, host, config, kernel_set.kernel.release, kernel_set.kernel.source, took, vm.console
     )

@@ -68,7 +68,7 @@ def test_entry(report: pytest.TestReport, cell_property: str, absent_property: s
     path, _, name = report.nodeid.partition("::")
     return {
         "cell": properties.get(cell_property),
-        "name": name.split("[", 1)[0] + _feature_suffix(name),
+        "name": _test_name(name, properties.get(cell_property)),
         "group": Path(path).stem.removeprefix("test_"),
         "when": report.when,
         "outcome": outcome,
@@ -79,10 +79,13 @@ def test_entry(report: pytest.TestReport, cell_property: str, absent_property: s
     }
 
 
-def _feature_suffix(name: str) -> str:
-    parameters = name.partition("[")[2].rstrip("]")
-    feature = parameters.rsplit("-", 1)[-1] if "." in parameters.rsplit("-", 1)[-1] else ""
-    return f"[{feature}]" if feature else ""
+def _test_name(name: str, cell_id: str | None) -> str:
+    """test_x[6.1-v2-copy] -> test_x[copy]: the cell is said elsewhere, other parameters stay."""
+    function, _, parameters = name.partition("[")
+    rest = parameters.rstrip("]")
+    if cell_id and rest.startswith(cell_id):
+        rest = rest[len(cell_id) :].lstrip("-")
+    return f"{function}[{rest}]" if rest else function
 
 
 def _tests_for(cell_id: str, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

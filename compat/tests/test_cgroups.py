@@ -24,11 +24,19 @@ def test_memory_limit_ends_in_an_oom_kill(guest: Guest, absent: Callable[[], Non
 
 
 def test_pids_limit_stops_forks(guest: Guest) -> None:
-    # Counted with shell built-ins only: once the limit is hit, nothing can fork any more.
-    script = "for i in $(seq 1 40); do sleep 5 & done 2>/dev/null; set -- /proc/[0-9]*; echo $#"
-    done = guest.runtime(f"run --pids-limit 12 --rootfs {ROOTFS} sh -c '{script}'")
-    running = [int(word) for word in done.stdout.split() if word.isdigit()]
-    assert running and running[-1] <= 12, (done.stdout, done.stderr)
+    # Watched from the host: inside, once the limit is hit, nothing can fork to report it.
+    script = (
+        f"cd {GUEST_DIR} && (python3 -m runtime run --pids-limit 12 --rootfs {ROOTFS} "
+        # The loop in a subshell: ash gives up when a fork fails; exec needs none.
+        "sh -c '(for i in $(seq 1 40); do sleep 4 & done) 2>/dev/null; exec sleep 4' &); "
+        "for i in $(seq 1 50); do ls /run/runtime/containers/*/state >/dev/null 2>&1 && break; sleep 0.1; done; "
+        "sleep 2; echo sleeping=$(ps -eo comm | grep -c '^sleep$'); "
+        "for dir in $(sed -n 's/^cgroups=//p' /run/runtime/containers/*/state | tr : ' '); do "
+        "echo max=$(cat $dir/pids.max 2>/dev/null); done; wait"
+    )
+    said = dict(word.split("=", 1) for word in guest.run(script).stdout.split() if "=" in word)
+    assert said.get("max") == "12", said
+    assert 5 <= int(said["sleeping"]) <= 12, said
 
 
 def test_cpu_quota_shows_throttling(guest: Guest) -> None:

@@ -629,7 +629,9 @@ def test_cli_diff(capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 8
     assert printed[0] == "v2: test cgroups::test_cpu_quota_shows_throttling: passed -> failed"
-    assert report.main(["--diff", str(REPORTS / "clean.json"), str(REPORTS / "clean.json")]) == 0
+    assert (
+        report.main(["--diff", str(REPORTS / "diff-baseline.json"), str(REPORTS / "diff-baseline.json")]) == 0
+    )
     assert capsys.readouterr().out == "no changes\n"
 
 
