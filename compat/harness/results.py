@@ -68,7 +68,7 @@ def test_entry(report: pytest.TestReport, cell_property: str, absent_property: s
     path, _, name = report.nodeid.partition("::")
     return {
         "cell": properties.get(cell_property),
-        "name": _test_name(name, properties.get(cell_property)),
+        "name": _test_name(name, str(properties.get(cell_property) or "")),
         "group": Path(path).stem.removeprefix("test_"),
         "when": report.when,
         "outcome": outcome,
