@@ -1,0 +1,133 @@
+"""The harness without VMs: failure classification from recorded consoles, the accelerator
+decision with fakes, cells, and stale-VM reaping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from compat import flavours, matrix
+from compat.harness import accel
+from compat.harness.qemu import BootError, Machine, Vm, reap_stale
+from runtime.features import kconfig
+
+CONSOLES = Path(__file__).parents[1] / "data" / "consoles"
+KCONFIG = Path(__file__).parents[1] / "data" / "kconfig"
+
+
+def vm_with_console(tmp_path: Path, recorded: str) -> Vm:
+    machine = Machine(Path("/k"), Path("/i"), Path("/r"), None, flavours.parse("v2"))
+    vm = Vm(machine, tmp_path)
+    (tmp_path / "console.log").write_text((CONSOLES / recorded).read_text())
+    return vm  # never started: wait_ready reads only the console
+
+
+@pytest.mark.parametrize(
+    ("recorded", "kind", "shown"),
+    [
+        ("panic.log", "kernel panic or oops", "Unable to mount root fs"),
+        ("oops.log", "kernel panic or oops", "NULL pointer dereference"),
+        ("silence.log", "boot timeout", "Freeing unused kernel image"),
+    ],
+)
+def test_boot_failures_are_classified_with_the_console_tail(
+    tmp_path: Path, recorded: str, kind: str, shown: str
+) -> None:
+    with pytest.raises(BootError) as failure:
+        vm_with_console(tmp_path, recorded).wait_ready(deadline=0.3)
+    assert failure.value.kind == kind
+    assert shown in failure.value.console_tail
+
+
+def test_a_guest_init_failure_is_its_own_kind(tmp_path: Path) -> None:
+    vm = vm_with_console(tmp_path, "silence.log")
+    with (tmp_path / "console.log").open("a") as console:
+        console.write("KCOMPAT-FAILED no root disk /dev/vda\n")
+    with pytest.raises(BootError) as failure:
+        vm.wait_ready(deadline=0.3)
+    assert failure.value.kind == "guest init failed"
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "cached", "probe_says", "chosen", "learnt"),
+    [
+        ("tcg", True, None, True, "tcg", None),  # asked for: no probe
+        ("kvm", False, None, False, "kvm", None),
+        ("auto", False, None, True, "tcg", None),  # no /dev/kvm: no probe
+        ("auto", True, True, False, "kvm", None),  # a cached verdict wins
+        ("auto", True, None, False, "tcg", False),  # /dev/kvm, but the probe VM hangs: TCG, remembered
+        ("auto", True, None, True, "kvm", True),
+    ],
+)
+def test_accelerator_decision(
+    requested: str, device: bool, cached: bool | None, probe_says: bool, chosen: str, learnt: bool | None
+) -> None:
+    probes: list[int] = []
+
+    def probe() -> bool:
+        probes.append(1)
+        return probe_says
+
+    assert accel.decide(requested, device, cached, probe) == (chosen, learnt)
+    assert len(probes) == (1 if learnt is not None else 0)
+
+
+def test_cells_parse_and_the_matrices_hold_the_required_cells() -> None:
+    cell = matrix.parse_cell("6.1-v2+userns-off")
+    assert (cell.kernel, cell.flavour.name) == ("6.1", "v2+userns-off")
+    required = {
+        "5.10-v1",
+        "5.10-v2",
+        "6.1-hybrid",
+        "6.1-v2+userns-off",
+        "6.1-v2+no-overlay",
+        "6.12-v2",
+        "6.12-hybrid",
+        "7.x-v2",
+    }
+    assert required <= {c.id for c in matrix.select("default")}
+    assert any(c.flavour.root is flavours.Root.INITRAMFS for c in matrix.select("default"))
+    assert set(matrix.DEFAULT) <= set(matrix.FULL)
+    with pytest.raises(matrix.MatrixError):
+        matrix.parse_cell("6.1")
+    with pytest.raises(matrix.MatrixError):
+        matrix.select("huge")
+
+
+# The expectations must agree with shared/reference/kernel-features.md.
+@pytest.mark.parametrize(
+    ("cell", "feature", "value"),
+    [
+        ("6.12-hybrid", "cgroup.memory", "v2"),  # no CONFIG_MEMCG_V1: memory stays in v2
+        ("6.12-v1", "cgroup.memory", "none"),
+        ("6.1-hybrid", "cgroup.memory", "v1"),
+        ("5.10-v2", "cgroup.kill", False),  # 5.14
+        ("6.1-v2", "cgroup.kill", True),
+        ("5.10-v2", "memory.peak", False),  # 5.19
+        ("5.10-v2", "overlay.in_userns", False),  # 5.11
+        ("6.1-v2+userns-off", "overlay.in_userns", None),  # nothing to try it in
+        ("6.1-v2+no-overlay", "overlay.mountable", False),
+        ("6.1-initramfs-root", "pivot_root.usable", False),  # EINVAL from rootfs before 7.0
+        ("7.x-initramfs-root", "pivot_root.usable", True),  # nullfs root
+        ("6.1-v2+userns-unpriv-off", "userns.root", True),
+        ("6.1-v2+userns-unpriv-off", "userns.unprivileged", False),
+    ],
+)
+def test_expectations_follow_the_reference(cell: str, feature: str, value: matrix.Value) -> None:
+    parsed = matrix.parse_cell(cell)
+    config = kconfig.load(KCONFIG / f"debian-{parsed.kernel}.config")
+    assert matrix.expected(parsed, config)[feature] == value
+
+
+def test_stale_vms_are_reaped(tmp_path: Path) -> None:
+    import subprocess
+
+    pidfile = tmp_path / "6.1-v2" / "qemu.pid"
+    pidfile.parent.mkdir()
+    # A stand-in "qemu": reaping checks the command line names its pidfile.
+    sleeper = subprocess.Popen(["sleep", "60", str(pidfile)])
+    pidfile.write_text(str(sleeper.pid))
+    assert reap_stale(tmp_path) == []  # not a qemu: left alone
+    sleeper.kill()
+    sleeper.wait()
