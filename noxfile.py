@@ -118,8 +118,9 @@ def images(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks that print figures: `runtime check`; `runtime run` against runc and crun; image import
     and overlay versus copy."""
-    apt_install(session, "busybox-static", "runc", "crun")
+    apt_install(session, *IMAGE_PACKAGES, "runc", "crun")
     session.install("-e", ".")
     session.run("python", "benchmarks/check_speed.py", *session.posargs)
     session.run("python", "benchmarks/run_speed.py", *session.posargs)
     session.run("python", "benchmarks/image_speed.py", *session.posargs)
+    session.run("python", "benchmarks/boot_speed.py", *session.posargs)
