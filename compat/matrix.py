@@ -32,7 +32,7 @@ KERNELS = ("5.10", "6.1", "6.12", "7.x")
 FULL = tuple(f"{kernel}-{flavour}" for kernel in KERNELS for flavour in FULL_FLAVOURS)
 FEATURES = (
     "cgroup.mode", "cgroup.memory", "cgroup.cpuset", "userns.root", "userns.unprivileged",
-    "overlay.mountable", "overlay.in_userns", "pivot_root.usable", "cgroup.kill", "memory.peak",
+    "overlay.mountable", "overlay.in_userns", "pivot_root.usable", "cgroup.kill", "memory.peak", "psi",
 )  # fmt: skip
 Value = str | bool | None
 
@@ -111,6 +111,7 @@ def expected(cell: Cell, config: KernelConfig) -> dict[str, Value]:
         "pivot_root.usable": flavour.root is Root.DISK or version.at_least(7, 0),
         "cgroup.kill": has_v2 and version.at_least(5, 14),
         "memory.peak": memory == "v2" and version.at_least(5, 19),
+        "psi": config.built("PSI") and config.value("PSI_DEFAULT_DISABLED") != "y",
     }
 
 
@@ -134,4 +135,5 @@ def observed(check: dict[str, Any]) -> dict[str, Value]:
         "pivot_root.usable": check["pivot_root"]["usable"],
         "cgroup.kill": ok("cgroup.kill"),
         "memory.peak": ok("memory.peak"),
+        "psi": ok("psi"),
     }

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from compat.images.cache import cache_root, key
-from compat.matrix import Cell
 from compat.proc import run
 
 log = logging.getLogger(__name__)
@@ -60,12 +59,13 @@ def decide(
     return ("kvm" if verdict else "tcg"), verdict
 
 
-def choose(requested: str, cell: Cell, workdir: Path) -> str:
+def choose(requested: str, kernel: str) -> str:
+    """The accelerator for VMs of kernel (a catalogue id, .deb or directory)."""
     if requested == "tcg" or (requested == "auto" and not os.path.exists("/dev/kvm")):
         return "tcg"
     from compat.images.build import build_all
 
-    kernel_set = build_all([cell.kernel]).kernels[cell.kernel]
+    kernel_set = build_all([kernel]).kernels[kernel]
     verdict_file = cache_root() / "accel" / f"{key(kernel_set.kernel.release, _qemu_version())}.json"
     cached = json.loads(verdict_file.read_text())["kvm"] if verdict_file.exists() else None
 

@@ -80,11 +80,19 @@ def _payload() -> bytes:
     return buffer.getvalue()
 
 
-def boot(cell: Cell, workdir: Path, accel: str, deadline: float, extra_args: tuple[str, ...] = ()) -> Guest:
+def boot(
+    cell: Cell,
+    workdir: Path,
+    accel: str,
+    deadline: float,
+    extra_args: tuple[str, ...] = (),
+    kernel: str | None = None,
+) -> Guest:
     """Raises BootError (an infrastructure failure, with the console's tail) when the VM does not
     come up; the VM is stopped then too."""
-    built = build_all([cell.kernel])
-    kernel_set = built.kernels[cell.kernel]
+    spec = kernel or cell.kernel  # a catalogue id, or the .deb or directory the cell's name stands for
+    built = build_all([spec])
+    kernel_set = built.kernels[spec]
     machine = Machine(
         kernel_set.kernel.vmlinuz, kernel_set.initrd, built.rootfs.image, kernel_set.modules_image, cell.flavour,
         accel=accel, extra_args=extra_args,

@@ -34,6 +34,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reports", default="reports", help="where results.json and the rest land")
     group.addoption("--boot-deadline", type=float, default=180.0, help="seconds for a VM to be ready")
     group.addoption("--append", default="", help="more kernel parameters for every VM (e.g. to break one)")
+    group.addoption(
+        "--kernel-map", default="", help="NAME=SPEC,...: a cell's kernel NAME is the .deb or directory SPEC"
+    )
 
 
 def selected_cells(config: pytest.Config) -> list[Cell]:
@@ -96,9 +99,13 @@ def guest(cell: Cell, request: pytest.FixtureRequest) -> Iterator[Guest]:
     workdir = directory / "vms" / cell.id
     record = results.CellRecord(cell)
     try:
-        mode = accelerator.choose(config.getoption("accel"), cell, directory / "vms")
+        kernels = dict(
+            item.split("=", 1) for item in config.getoption("kernel_map").split(",") if "=" in item
+        )
+        spec = kernels.get(cell.kernel, cell.kernel)
+        mode = accelerator.choose(config.getoption("accel"), spec)
         extra = tuple(config.getoption("append").split())
-        booted = boot(cell, workdir, mode, config.getoption("boot_deadline"), extra)
+        booted = boot(cell, workdir, mode, config.getoption("boot_deadline"), extra, spec)
     except BootError as failure:
         record.infra_error(failure, workdir / "console.log", directory)
         record.write(directory)

@@ -1,0 +1,65 @@
+"""The `compat` command: `compat qualify`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from compat import qualify
+from compat.images.kernels import KernelError
+from compat.proc import CommandError
+from compat.report import ReportError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compat", description="kernel qualification for containers")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    check = verbs.add_parser(
+        "qualify",
+        help="a candidate kernel against a baseline, with a verdict",
+        description="Exit 0: qualified; 1: regressions; 2: could not decide (infrastructure errors).",
+    )
+    check.add_argument(
+        "--kernel", help="the candidate: a catalogue id (6.12), a linux-image .deb or a directory"
+    )
+    check.add_argument("--baseline", default="6.1", help="a catalogue id (default 6.1)")
+    check.add_argument(
+        "--flavours", default=",".join(qualify.DEFAULT_FLAVOURS), help="host flavours to compare in"
+    )
+    check.add_argument("--report", default="reports/qualify", type=Path, help="where the report goes")
+    check.add_argument("--self-check", action="store_true", help="inject known regressions into the baseline")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="compat: %(message)s")
+    try:
+        if args.self_check:
+            detected, lines = qualify.self_check(args.baseline, args.report.absolute())
+            print("\n".join(lines))
+            return 0 if detected == len(qualify.INJECTIONS) else 1
+        if not args.kernel:
+            print("compat qualify: --kernel is required (or --self-check)", file=sys.stderr)
+            return 2
+        return qualify_kernel(args)
+    except (KernelError, CommandError, ReportError) as failure:
+        print(f"compat: error: {failure}", file=sys.stderr)
+        return qualify.UNDECIDED
+
+
+def qualify_kernel(args: argparse.Namespace) -> int:
+    flavours = tuple(flavour for flavour in args.flavours.split(",") if flavour)
+    out = args.report.absolute()
+    base = qualify.baseline_run(args.baseline, flavours, out / "baseline")
+    candidate = qualify.run_suite(args.kernel, flavours, out / "candidate")
+    findings = qualify.compare(base, candidate)
+    findings += qualify.compare_configs(qualify.config_of(args.baseline), qualify.config_of(args.kernel))
+    code = qualify.verdict(findings, base, candidate)
+    qualify.write(out, code, args.kernel, args.baseline, findings, {"candidate": candidate, "baseline": base})
+    print((out / "qualify.md").read_text().split("## The candidate matrix", 1)[0])
+    print(f"report: {out / 'qualify.md'}")
+    return code

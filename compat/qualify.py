@@ -1,0 +1,300 @@
+"""`compat qualify`: a candidate kernel against a baseline, with a verdict.
+
+Both run the compat suite in the same flavours; then every feature and every test is compared, flavour
+by flavour, and every change is sorted (regression, improvement, changed) and explained in container
+terms. The kernels' configs are compared too, so a change that no chosen flavour exercises (the v1
+memory controller when no v1 host is run) is still said. Exit: 0 qualified, 1 regressions, 2 could not
+decide (an infrastructure error).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from compat import report
+from compat.images import kernels
+from compat.images.cache import cache_root, key
+from compat.proc import CommandError, run
+from runtime.features import fromconfig, kconfig
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE_VERSION = "0.1.0"
+DEFAULT_FLAVOURS = ("v2", "hybrid", "v1")
+QUALIFIED, REGRESSED, UNDECIDED = 0, 1, 2
+Value = str | bool | None
+
+
+class Category(enum.StrEnum):
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class Finding:
+    category: Category
+    where: str  # a flavour, or "config"
+    kind: str  # feature, test or config
+    key: str
+    before: Value
+    after: Value
+    explanation: str
+
+
+# --- what a change means for containers ---------------------------------------------------------------------
+
+EXPLAIN: dict[str, str] = {
+    "cgroup.mode": "the cgroup layout the host boots with",
+    "cgroup.memory": "where the memory controller lives: memory limits (--memory) need it",
+    "cgroup.cpuset": "where the cpuset controller lives: CPU pinning needs it",
+    "userns.root": "user namespaces: rootless containers and --userns private need them",
+    "userns.unprivileged": "user namespaces for non-root users: rootless containers need them",
+    "overlay.mountable": "overlayfs: image layers are shared through it, else every container copies its image",
+    "overlay.in_userns": "overlayfs inside a user namespace: rootless containers share layers through it",
+    "pivot_root.usable": "pivot_root: without it the runtime falls back to MS_MOVE + chroot",
+    "cgroup.kill": "cgroup.kill: killing a container's every process in one write",
+    "memory.peak": "memory.peak: a container's peak memory use",
+    "psi": "pressure stall information: memory and CPU pressure for schedulers and autoscalers",
+}
+CONFIG_EXPLAIN: dict[str, str] = {
+    "memory.v1": (
+        "cgroup v1 memory controller not built (CONFIG_MEMCG_V1 unset): hosts that boot with cgroup v1 lose "
+        "memory limits, and on hybrid hosts memory moves to v2; boot with cgroup v2"
+    ),
+    "cpuset.v1": (
+        "cgroup v1 cpuset controller not built (CONFIG_CPUSETS_V1 unset): hosts that boot with cgroup v1 lose "
+        "CPU pinning; boot with cgroup v2"
+    ),
+}
+ABSENT: tuple[Value, ...] = (False, None, "none", "")
+
+
+def classify(before: Value, after: Value) -> Category:
+    """Lost is a regression, gained an improvement, anything else a change (e.g. memory v1 -> v2)."""
+    if before not in ABSENT and after in ABSENT:
+        return Category.REGRESSION
+    if before in ABSENT and after not in ABSENT:
+        return Category.IMPROVEMENT
+    return Category.CHANGED
+
+
+def explain_feature(name: str, before: Value, after: Value) -> str:
+    what = EXPLAIN.get(name, name)
+    return f"{name}: {before!r} -> {after!r}: {what}"
+
+
+def explain_test(group: str, name: str, before: str, after: str) -> str:
+    if after == "expected-absent":
+        return f"{group}::{name} passed, now the feature is absent: what it checks (a limit, an isolation) is no longer there"
+    return f"{group}::{name}: {before} -> {after}"
+
+
+TEST_RANK = {"passed": 3, "expected-absent": 2, "skipped": 1, "failed": 0, "error": 0}
+
+
+def classify_test(before: str, after: str) -> Category:
+    if TEST_RANK.get(after, 0) < TEST_RANK.get(before, 0):
+        return Category.REGRESSION
+    if TEST_RANK.get(after, 0) > TEST_RANK.get(before, 0):
+        return Category.IMPROVEMENT
+    return Category.CHANGED
+
+
+# --- comparing -------------------------------------------------------------------------------------------------
+
+
+def compare(baseline: report.Results, candidate: report.Results) -> list[Finding]:
+    found: list[Finding] = []
+    base = {cell.flavour: cell for cell in baseline.cells}
+    for cell in candidate.cells:
+        before = base.get(cell.flavour)
+        if before is None or before.infra_error or cell.infra_error:
+            continue  # could not be compared: the verdict says so
+        for name, after_value in cell.features.items():
+            before_value = before.features.get(name)
+            if before_value != after_value:
+                category = classify(before_value, after_value)
+                found.append(Finding(category, cell.flavour, "feature", name, before_value, after_value,
+                                     explain_feature(name, before_value, after_value)))  # fmt: skip
+        old = {case.key: case for case in before.tests}
+        for case in cell.tests:
+            previous = old.get(case.key)
+            if previous is not None and previous.outcome != case.outcome:
+                found.append(Finding(
+                    classify_test(previous.outcome.value, case.outcome.value), cell.flavour, "test", case.key,
+                    previous.outcome.value, case.outcome.value,
+                    explain_test(case.group, case.name, previous.outcome.value, case.outcome.value),
+                ))  # fmt: skip
+    return found
+
+
+def compare_configs(baseline: kconfig.KernelConfig, candidate: kconfig.KernelConfig) -> list[Finding]:
+    """What the configs say, flavour or no flavour: the v1 controllers above all."""
+    before, after = fromconfig.features(baseline), fromconfig.features(candidate)
+    found = []
+    for name in ("memory.v1", "cpuset.v1"):
+        was, now = (
+            before.cgroups.extras[name].status.value == "ok",
+            after.cgroups.extras[name].status.value == "ok",
+        )
+        if was != now:
+            explanation = CONFIG_EXPLAIN[name] if was else f"{name}: now built"
+            category = Category.CHANGED if was else Category.IMPROVEMENT
+            found.append(Finding(category, "config", "config", name, was, now, explanation))
+    return found
+
+
+def verdict(findings: list[Finding], *runs: report.Results) -> int:
+    if any(cell.infra_error for results in runs for cell in results.cells):
+        return UNDECIDED
+    if any(finding.category is Category.REGRESSION for finding in findings):
+        return REGRESSED
+    return QUALIFIED
+
+
+# --- running the suite ------------------------------------------------------------------------------------------
+
+
+def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "") -> report.Results:
+    """The compat suite on kernel in each flavour; results from out/results.json."""
+    label, mapping = (
+        (kernel, "")
+        if kernel in kernels.load_catalogue().ids
+        else ("custom", f"custom={Path(kernel).absolute()}")
+    )
+    cells = ",".join(f"{label}-{flavour}" for flavour in flavours)
+    argv = [sys.executable, "-m", "pytest", str(REPO / "compat" / "tests"), "-p", "no:cacheprovider", "-q",
+            "-n", "2", "--cells", cells, "--reports", str(out)]  # fmt: skip
+    argv += ["--kernel-map", mapping] if mapping else []
+    argv += ["--append", append] if append else []
+    try:
+        run(argv, cwd=REPO)
+    except CommandError as failure:
+        if failure.returncode not in (1,):  # 1: tests failed, which the comparison reads
+            raise
+    return report.load(out / "results.json")
+
+
+def baseline_run(baseline: str, flavours: tuple[str, ...], out: Path) -> report.Results:
+    """Cached by the baseline's package version and the suite's version."""
+    entry = kernels.load_lock().get(baseline)
+    version = [(package.name, package.version) for package in entry.packages] if entry else baseline
+    cached = (
+        cache_root() / "baselines" / key(version, SUITE_VERSION, flavours, _suite_digest()) / "results.json"
+    )
+    if cached.exists():
+        return report.load(cached)
+    results = run_suite(baseline, flavours, out)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(report.dump(results))
+    return results
+
+
+def _suite_digest() -> str:
+    from compat.images.cache import file_digest
+
+    files = sorted((REPO / "compat" / "tests").glob("*.py")) + sorted((REPO / "runtime").rglob("*.py"))
+    return key([file_digest(path) for path in files])
+
+
+def config_of(kernel: str) -> kconfig.KernelConfig:
+    tree = kernels.resolve(kernel)
+    if tree.config is None:
+        raise kernels.KernelError(f"{kernel} has no kernel config")
+    return kconfig.load(tree.config)
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+WORDS = {
+    QUALIFIED: "QUALIFIED",
+    REGRESSED: "REGRESSIONS",
+    UNDECIDED: "COULD NOT DECIDE (infrastructure errors)",
+}
+
+
+def markdown(
+    code: int, candidate: str, baseline: str, findings: list[Finding], runs: dict[str, report.Results]
+) -> str:
+    lines = [f"# Kernel qualification: {candidate} against {baseline}", "", f"**Verdict: {WORDS[code]}**", ""]
+    for category in Category:
+        chosen = [f for f in findings if f.category is category]
+        lines.append(
+            f"## {category.value.capitalize()}s ({len(chosen)})"
+            if chosen
+            else f"## {category.value.capitalize()}s: none"
+        )
+        lines += [f"- [{f.where}] {f.explanation}" for f in chosen]
+        lines.append("")
+    for label, results in runs.items():
+        lines += [f"## The {label} matrix", "", report.markdown(results).split("\n", 1)[-1], ""]
+    return "\n".join(lines)
+
+
+def write(
+    directory: Path,
+    code: int,
+    candidate: str,
+    baseline: str,
+    findings: list[Finding],
+    runs: dict[str, report.Results],
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    text = markdown(code, candidate, baseline, findings, runs)
+    (directory / "qualify.md").write_text(text)
+    document = {"verdict": WORDS[code], "exit_code": code, "candidate": candidate, "baseline": baseline,
+                "findings": [asdict(f) for f in findings]}  # fmt: skip
+    (directory / "qualify.json").write_text(json.dumps(document, indent=2, default=str))
+    body = "".join(f"<li>[{f.where}] {_escape(f.explanation)}</li>" for f in findings)
+    (directory / "qualify.html").write_text(
+        f"<!doctype html><meta charset=utf-8><title>qualify {_escape(candidate)}</title>"
+        f"<h1>{_escape(candidate)} against {_escape(baseline)}: {WORDS[code]}</h1><ul>{body}</ul>"
+        + "".join(report.html(results).split("<body>", 1)[-1] for results in runs.values())
+    )
+
+
+def _escape(text: str) -> str:
+    from html import escape
+
+    return escape(text)
+
+
+# --- is the suite sensitive enough? ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Injection:
+    parameter: str  # a boot parameter that takes something away
+    flavour: str
+    feature: str  # what the comparison must name
+
+
+INJECTIONS = (
+    Injection("cgroup_disable=memory", "v2", "cgroup.memory"),
+    Injection("sysctl.user.max_user_namespaces=0", "v2", "userns.root"),
+    Injection("module_blacklist=overlay", "v2", "overlay.mountable"),
+    Injection("cgroup_no_v1=all", "v1", "cgroup.memory"),
+    Injection("psi=0", "v2", "psi"),
+)
+
+
+def self_check(baseline: str, out: Path) -> tuple[int, list[str]]:
+    """Boot the baseline with each known regression injected; each must be flagged by its feature."""
+    clean = baseline_run(baseline, tuple(sorted({i.flavour for i in INJECTIONS})), out / "baseline")
+    lines, detected = [], 0
+    for injection in INJECTIONS:
+        slug = injection.parameter.replace("=", "-").replace(".", "-")
+        injected = run_suite(baseline, (injection.flavour,), out / slug, append=injection.parameter)
+        findings = [f for f in compare(clean, injected) if f.category is Category.REGRESSION]
+        hit = any(f.key == injection.feature for f in findings)
+        detected += hit
+        named = ", ".join(sorted({f.key for f in findings})) or "nothing"
+        lines.append(
+            f"{'detected' if hit else 'MISSED'}: {injection.parameter} on {injection.flavour} (flagged: {named})"
+        )
+    lines.append(f"{detected}/{len(INJECTIONS)} injected regressions detected")
+    return detected, lines
