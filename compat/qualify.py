@@ -109,9 +109,13 @@ def classify_test(before: str, after: str) -> Category:
 
 def compare(baseline: report.Results, candidate: report.Results) -> list[Finding]:
     found: list[Finding] = []
-    base = {cell.flavour: cell for cell in baseline.cells}
+    # One kernel on each side (a qualify run): cells pair by flavour; otherwise by cell id.
+    by_flavour = (
+        len({c.kernel for c in baseline.cells}) == 1 and len({c.kernel for c in candidate.cells}) == 1
+    )
+    base = {(cell.flavour if by_flavour else cell.id): cell for cell in baseline.cells}
     for cell in candidate.cells:
-        before = base.get(cell.flavour)
+        before = base.get(cell.flavour if by_flavour else cell.id)
         if before is None or before.infra_error or cell.infra_error:
             continue  # could not be compared: the verdict says so
         for name, after_value in cell.features.items():

@@ -1,0 +1,110 @@
+"""`compat qualify`'s comparison, on recorded results: categories, explanations, verdicts."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from compat import qualify, report
+from runtime.features import kconfig
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def recorded(name: str) -> report.Results:
+    return report.load(DATA / "reports" / f"{name}.json")
+
+
+def config(kernel_id: str) -> kconfig.KernelConfig:
+    return kconfig.load(DATA / "kconfig" / f"debian-{kernel_id}.config")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "category"),
+    [
+        (True, False, qualify.Category.REGRESSION),  # a feature lost
+        ("v1", "none", qualify.Category.REGRESSION),  # a controller gone
+        (False, True, qualify.Category.IMPROVEMENT),
+        (None, True, qualify.Category.IMPROVEMENT),
+        ("v1", "v2", qualify.Category.CHANGED),  # behaviour that changed without failing
+    ],
+)
+def test_feature_categories(before: qualify.Value, after: qualify.Value, category: qualify.Category) -> None:
+    assert qualify.classify(before, after) is category
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "category"),
+    [
+        ("passed", "failed", qualify.Category.REGRESSION),
+        ("passed", "expected-absent", qualify.Category.REGRESSION),  # a limit no longer enforced
+        ("expected-absent", "passed", qualify.Category.IMPROVEMENT),
+        ("failed", "error", qualify.Category.CHANGED),
+    ],
+)
+def test_test_categories(before: str, after: str, category: qualify.Category) -> None:
+    assert qualify.classify_test(before, after) is category
+
+
+def test_the_recorded_pair_is_compared_flavour_by_flavour() -> None:
+    findings = qualify.compare(recorded("diff-baseline"), recorded("diff-candidate"))
+    by_key = {(f.where, f.key): f for f in findings}
+    memory = by_key[("hybrid", "cgroup.memory")]
+    assert (memory.category, memory.before, memory.after) == (qualify.Category.CHANGED, "v1", "v2")
+    assert "memory limits (--memory) need it" in memory.explanation
+    assert by_key[("hybrid", "memory.peak")].category is qualify.Category.IMPROVEMENT
+    assert by_key[("v2", "cgroups::test_cpu_quota_shows_throttling")].category is qualify.Category.REGRESSION
+    assert not [f for f in findings if f.where == "v1"]  # no baseline v1 cell to compare with
+    assert (
+        qualify.verdict(findings, recorded("diff-baseline"), recorded("diff-candidate")) == qualify.REGRESSED
+    )
+
+
+def test_the_same_results_qualify_with_no_findings() -> None:
+    clean = recorded("clean")
+    findings = qualify.compare(clean, clean)
+    assert findings == []
+    assert qualify.verdict(findings, clean, clean) == qualify.QUALIFIED
+
+
+def test_an_infra_error_means_undecided() -> None:
+    failing = recorded("failing")
+    assert any(cell.infra_error for cell in failing.cells)
+    assert qualify.verdict([], recorded("clean"), failing) == qualify.UNDECIDED
+
+
+def test_the_configs_say_the_v1_controllers_are_gone_in_6_12() -> None:
+    findings = qualify.compare_configs(config("6.1"), config("6.12"))
+    assert {f.key for f in findings} == {"memory.v1", "cpuset.v1"}
+    memory = next(f for f in findings if f.key == "memory.v1")
+    assert "CONFIG_MEMCG_V1 unset" in memory.explanation
+    assert "hosts that boot with cgroup v1 lose memory limits" in memory.explanation
+    assert qualify.compare_configs(config("6.1"), config("6.1")) == []
+
+
+def test_the_report_puts_the_verdict_and_the_diff_first(tmp_path: Path) -> None:
+    base, cand = recorded("diff-baseline"), recorded("diff-candidate")
+    findings = qualify.compare(base, cand) + qualify.compare_configs(config("6.1"), config("6.12"))
+    code = qualify.verdict(findings, base, cand)
+    qualify.write(tmp_path, code, "6.12", "6.1", findings, {"candidate": cand, "baseline": base})
+    text = (tmp_path / "qualify.md").read_text()
+    assert (
+        text.index("**Verdict: REGRESSIONS**")
+        < text.index("## Regressions")
+        < text.index("## The candidate matrix")
+    )
+    assert "CONFIG_MEMCG_V1 unset" in text
+    assert (tmp_path / "qualify.json").read_text().count('"category"') == len(findings)
+    assert "<h1>6.12 against 6.1: REGRESSIONS</h1>" in (tmp_path / "qualify.html").read_text()
+
+
+def test_every_injection_names_a_feature_the_suite_observes() -> None:
+    from compat.matrix import FEATURES
+
+    assert len(qualify.INJECTIONS) == 5
+    assert all(injection.feature in FEATURES for injection in qualify.INJECTIONS)
+    assert {dataclasses.astuple(i)[0].split("=")[0] for i in qualify.INJECTIONS} == {
+        "cgroup_disable", "sysctl.user.max_user_namespaces", "module_blacklist", "cgroup_no_v1", "psi",
+    }  # fmt: skip
