@@ -106,6 +106,15 @@ def compat(session: nox.Session) -> None:
 
 
 @nox.session(python=NEWEST)
+def qualify(session: nox.Session) -> None:
+    """A candidate kernel against a baseline, with a verdict (exit 0, 1 or 2):
+    `nox -s qualify -- --kernel 6.12 [--baseline 6.1] [--flavours v2,hybrid,v1]`, or `-- --self-check`."""
+    apt_install(session, *IMAGE_PACKAGES)
+    session.install("-e", ".[compat]")
+    session.run("compat", "qualify", *session.posargs)
+
+
+@nox.session(python=NEWEST)
 def images(session: nox.Session) -> None:
     """Kernels, the guest root filesystem, per-kernel initramfs and modules disks, all cached:
     `nox -s images [-- --kernels 6.1,6.12] [--rebuild]`."""
