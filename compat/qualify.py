@@ -107,7 +107,20 @@ def classify_test(before: str, after: str) -> Category:
 # --- comparing -------------------------------------------------------------------------------------------------
 
 
-def compare(baseline: report.Results, candidate: report.Results) -> list[Finding]:
+V1_OPTIONS = {"cgroup.memory": ("MEMCG_V1", "memory.v1"), "cgroup.cpuset": ("CPUSETS_V1", "cpuset.v1")}
+
+
+def _explain_with_config(name: str, before: Value, after: Value, config: kconfig.KernelConfig | None) -> str:
+    """A controller lost on a v1 host is said in the config's words where the config is the cause."""
+    option = V1_OPTIONS.get(name)
+    if option and after == "none" and config is not None and config.value(option[0]) == "n":
+        return f"{name}: {before!r} -> {after!r}: {CONFIG_EXPLAIN[option[1]]}"
+    return explain_feature(name, before, after)
+
+
+def compare(
+    baseline: report.Results, candidate: report.Results, candidate_config: kconfig.KernelConfig | None = None
+) -> list[Finding]:
     found: list[Finding] = []
     # One kernel on each side (a qualify run): cells pair by flavour; otherwise by cell id.
     by_flavour = (
@@ -122,8 +135,10 @@ def compare(baseline: report.Results, candidate: report.Results) -> list[Finding
             before_value = before.features.get(name)
             if before_value != after_value:
                 category = classify(before_value, after_value)
-                found.append(Finding(category, cell.flavour, "feature", name, before_value, after_value,
-                                     explain_feature(name, before_value, after_value)))  # fmt: skip
+                explanation = _explain_with_config(name, before_value, after_value, candidate_config)
+                found.append(
+                    Finding(category, cell.flavour, "feature", name, before_value, after_value, explanation)
+                )
         old = {case.key: case for case in before.tests}
         for case in cell.tests:
             previous = old.get(case.key)
