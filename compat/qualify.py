@@ -229,6 +229,11 @@ def config_of(kernel: str) -> kconfig.KernelConfig:
 
 # --- the report ------------------------------------------------------------------------------------------------
 
+TITLES = {
+    Category.REGRESSION: "Regressions",
+    Category.IMPROVEMENT: "Improvements",
+    Category.CHANGED: "Changed behaviour",
+}
 WORDS = {
     QUALIFIED: "QUALIFIED",
     REGRESSED: "REGRESSIONS",
@@ -242,11 +247,8 @@ def markdown(
     lines = [f"# Kernel qualification: {candidate} against {baseline}", "", f"**Verdict: {WORDS[code]}**", ""]
     for category in Category:
         chosen = [f for f in findings if f.category is category]
-        lines.append(
-            f"## {category.value.capitalize()}s ({len(chosen)})"
-            if chosen
-            else f"## {category.value.capitalize()}s: none"
-        )
+        title = TITLES[category]
+        lines.append(f"## {title} ({len(chosen)})" if chosen else f"## {title}: none")
         lines += [f"- [{f.where}] {f.explanation}" for f in chosen]
         lines.append("")
     for label, results in runs.items():
