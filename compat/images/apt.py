@@ -9,7 +9,6 @@ without touching the host's own apt state.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from functools import cmp_to_key
 from pathlib import Path
 from urllib.parse import quote
 
+from compat.images.cache import file_digest
 from compat.proc import CommandError, run, tail
 
 log = logging.getLogger(__name__)
@@ -218,14 +218,6 @@ def newest(versions: Iterable[str]) -> str:
     return max(versions, key=cmp_to_key(compare_versions))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def extract_deb(deb: Path, dest: Path) -> Path:
     """Unpack a .deb's files (not its maintainer scripts) under dest."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -345,7 +337,7 @@ class PrivateApt:
         dest.mkdir(parents=True, exist_ok=True)
         # apt names downloads name_version_arch.deb with the epoch colon escaped.
         deb = dest / f"{package}_{quote(rec['version'], safe='+~.-')}_{rec['architecture']}.deb"
-        if deb.is_file() and sha256_of(deb) == rec.get("sha256"):
+        if deb.is_file() and file_digest(deb) == rec.get("sha256"):
             log.info("reusing %s", deb)
             return deb
         self._apt("apt-get", "download", f"{package}={rec['version']}", cwd=dest)

@@ -44,10 +44,9 @@ from compat.images.apt import (
     compare_versions,
     extract_deb,
     host_mirror,
-    sha256_of,
     update_verified,
 )
-from compat.images.cache import Cache, key
+from compat.images.cache import Cache, file_digest, key
 from compat.proc import CommandError
 
 log = logging.getLogger(__name__)
@@ -391,7 +390,7 @@ def _cached_deb(cache: Cache, pkg: LockedPackage) -> Path | None:
     deb = cache.path(*_deb_slot(pkg)) / pkg.deb
     if not deb.is_file():
         return None
-    if sha256_of(deb) != pkg.sha256:
+    if file_digest(deb) != pkg.sha256:
         log.warning("cached %s does not match its sha256; downloading it again", deb)
         return None
     return deb
@@ -422,7 +421,7 @@ def _download(apt: PrivateApt, pkg: LockedPackage, cache: Cache, kernel_id: str)
         deb = slot.work / pkg.deb
         if got != deb:
             got.rename(deb)
-        digest = sha256_of(deb)
+        digest = file_digest(deb)
         if digest != pkg.sha256:
             raise KernelError(
                 f"kernel {kernel_id}: sha256 mismatch for {pkg.name} {pkg.version}: "
@@ -764,7 +763,7 @@ def from_deb(path: Path, cache: Cache | None = None, *, rebuild: bool = False) -
     deb = path.absolute()
     if not deb.is_file():
         raise KernelError(f"{deb} is not a file")
-    digest = sha256_of(deb)
+    digest = file_digest(deb)
     with cache.build("kernel-deb", key(LAYOUT, digest), rebuild) as slot:
         if not slot.hit:
             assemble([deb], slot.work, deb.name)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from compat.images import kernels
-from compat.images.apt import sha256_of
 from compat.images.cache import Cache
 from compat.images.kernels import (
     Catalogue,
@@ -373,7 +372,7 @@ class FakeApt:
 @pytest.fixture
 def locked_deb(tmp_path: Path) -> tuple[Path, Lock]:
     deb = build_deb(tmp_path, image_files())
-    pkg = LockedPackage(f"linux-image-{RELEASE}", "1.0-1", deb.name, sha256_of(deb), deb.stat().st_size)
+    pkg = LockedPackage(f"linux-image-{RELEASE}", "1.0-1", deb.name(deb), deb.stat().st_size)
     return deb, Lock("amd64", (LockEntry("6.1", "bookworm", RELEASE, (pkg,)),))
 
 

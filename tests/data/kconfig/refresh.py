@@ -31,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from compat.images.apt import AptSource, PackageNotFound, PrivateApt, extract_deb, host_mirror, sha256_of
+from compat.images.apt import AptSource, PackageNotFound, PrivateApt, extract_deb, host_mirror
+from compat.images.cache import file_digest
 from compat.images.kernels import CatalogueEntry, kernel_parts, load_catalogue, open_apt, write_if_changed
 from compat.proc import run
 
@@ -146,7 +147,7 @@ def refresh_one(
         "package": found.package,
         "version": found.version,
         "deb": found.deb.name,
-        "sha256": sha256_of(found.deb),
+        "sha256": file_digest(found.deb),
         "config_member": found.config_member.removeprefix("./"),
         "kernel_release": found.release,
         "modules_builtin": "absent" if builtin_lines is None else f"{len(overlay)} overlay lines",
