@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from compat.images import kernels
-from compat.images.cache import Cache
+from compat.images.cache import Cache, file_digest
 from compat.images.kernels import (
     Catalogue,
     CatalogueEntry,
@@ -372,7 +372,7 @@ class FakeApt:
 @pytest.fixture
 def locked_deb(tmp_path: Path) -> tuple[Path, Lock]:
     deb = build_deb(tmp_path, image_files())
-    pkg = LockedPackage(f"linux-image-{RELEASE}", "1.0-1", deb.name(deb), deb.stat().st_size)
+    pkg = LockedPackage(f"linux-image-{RELEASE}", "1.0-1", deb.name, file_digest(deb), deb.stat().st_size)
     return deb, Lock("amd64", (LockEntry("6.1", "bookworm", RELEASE, (pkg,)),))
 
 
