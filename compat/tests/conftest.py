@@ -59,6 +59,17 @@ def pytest_configure(config: pytest.Config) -> None:
         reap_stale(directory / "vms")
         config.stash[results.STARTED] = time.time()
         config.stash[results.REPORTS] = []
+        config.pluginmanager.register(_Collector(config), "kcompat-results")
+
+
+class _Collector:
+    """On the controller: every test report, for the results JSON."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.config.stash[results.REPORTS].append(results.test_entry(report, CELL_PROPERTY, ABSENT_PROPERTY))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -126,17 +137,6 @@ def absent(request: pytest.FixtureRequest) -> Any:
         request.node.user_properties.append((ABSENT_PROPERTY, True))
 
     return mark
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = getattr(pytest_runtest_logreport, "config", None)
-    if config is not None and not hasattr(config, "workerinput"):
-        config.stash[results.REPORTS].append(results.test_entry(report, CELL_PROPERTY, ABSENT_PROPERTY))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    pytest_runtest_logreport.config = session.config  # type: ignore[attr-defined]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
