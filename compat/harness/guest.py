@@ -10,12 +10,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import testinfra
 
 from compat import matrix
-from compat.harness.qemu import Machine, Vm
+from compat.harness.qemu import BootError, Machine, Vm
 from compat.images.build import build_all
 from compat.matrix import Cell
 from runtime.features import kconfig
@@ -27,10 +27,14 @@ GUEST_DIR = "/opt/kcompat"  # the runtime, rootfs/ and images/ inside the guest
 RUNTIME = f"cd {GUEST_DIR} && python3 -m runtime"
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Guest:
     cell: Cell
-    vm: Vm
+    vm: Stoppable  # a QEMU VM, or a Vagrant machine
     host: Any  # testinfra.host.Host
     config: kconfig.KernelConfig
     release: str
@@ -118,6 +122,64 @@ def boot(
     )
     checked = host.run(f"{RUNTIME} check --json")
     guest.check = json.loads(checked.stdout)
+    return guest
+
+
+def boot_vagrant(
+    cell: Cell,
+    workdir: Path,
+    netns: str,
+    driver: str = "qemu",
+    extra_args: tuple[str, ...] = (),
+    kernel: str | None = None,
+) -> Guest:
+    """The same cell through Vagrant and libvirt; failures are classified as for QEMU."""
+    from compat.harness import vagrant
+    from compat.images.box import build_box
+    from compat.matrix import KERNELS
+    from compat.proc import CommandError
+
+    spec = kernel or cell.kernel
+    built = build_all(list(dict.fromkeys([*KERNELS, spec])))
+    box = build_box(built)
+    kernel_set = built.kernels[spec]
+    if kernel_set.kernel.config is None:
+        raise matrix.MatrixError(f"{cell.kernel} has no kernel config to derive the cell's expectations from")
+    machine = Machine(kernel_set.kernel.vmlinuz, kernel_set.initrd, built.rootfs.image, None, cell.flavour,
+                      extra_args=extra_args)  # fmt: skip
+    name = vagrant.machine_name(cell.id)
+    workdir.mkdir(parents=True, exist_ok=True)
+    entry = vagrant.machine_entry(name, box.name, kernel_set.kernel.vmlinuz, kernel_set.initrd,
+                                  vagrant.command_line(machine), box.ssh_key, driver)  # fmt: skip
+    machines = vagrant.export([entry], workdir / "machines.json")
+    env = vagrant.Environment(netns, [])
+    console = Path(entry["console"])
+    vm = vagrant.VagrantVm(env, machines, workdir / ".vagrant", name, console)
+    started = time.monotonic()
+    try:
+        vagrant.vagrant(env, machines, vm.dotfiles, "up", name, "--provider", "libvirt")
+        config = vagrant.vagrant(env, machines, vm.dotfiles, "ssh-config", name)
+        target = vagrant.parse_ssh_config(config, name)
+        vagrant.check_route(env.ip("route", "get", target.address), target.address)
+        vagrant.join(netns)
+        ssh_config = workdir / "ssh_config"
+        ssh_config.write_text(config)
+        host = testinfra.get_host(f"paramiko://{name}", ssh_config=str(ssh_config), timeout=120)
+        _install(host, workdir)
+    except (CommandError, vagrant.VagrantError) as failure:
+        vm.stop()
+        tail = console.read_text(errors="replace")[-3000:] if console.exists() else ""
+        kind = "ssh failure" if isinstance(failure, vagrant.VagrantError) else "boot timeout"
+        raise BootError(kind, f"vagrant: {failure}", tail) from failure
+    except BaseException:
+        vm.stop()
+        raise
+    took = time.monotonic() - started
+    config_file = kconfig.load(kernel_set.kernel.config)
+    guest = Guest(
+        cell, vm, host, config_file, kernel_set.kernel.release, kernel_set.kernel.source, took, console
+    )
+    guest.check = json.loads(host.run(f"{RUNTIME} check --json").stdout)
     return guest
 
 

@@ -18,7 +18,7 @@ import pytest
 from compat import matrix
 from compat.harness import accel as accelerator
 from compat.harness import results
-from compat.harness.guest import Guest, boot
+from compat.harness.guest import Guest, boot, boot_vagrant
 from compat.harness.qemu import BootError, reap_stale
 from compat.matrix import Cell
 
@@ -31,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--matrix", default="default", help="default or full")
     group.addoption("--cells", default=None, help="comma-separated cells, e.g. 6.1-v2,6.12-hybrid")
     group.addoption("--accel", default="auto", choices=["auto", "kvm", "tcg"], help="QEMU accelerator")
+    group.addoption(
+        "--backend", default="qemu", choices=["qemu", "vagrant"], help="plain QEMU, or Vagrant with libvirt"
+    )
     group.addoption("--reports", default="reports", help="where results.json and the rest land")
     group.addoption("--boot-deadline", type=float, default=180.0, help="seconds for a VM to be ready")
     group.addoption("--append", default="", help="more kernel parameters for every VM (e.g. to break one)")
@@ -60,6 +63,31 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[results.STARTED] = time.time()
         config.stash[results.REPORTS] = []
         config.pluginmanager.register(_Collector(config), "kcompat-results")
+        if config.getoption("backend") == "vagrant":
+            _start_vagrant(config)
+
+
+VAGRANT_ENV = pytest.StashKey[Any]()
+
+
+def _start_vagrant(config: pytest.Config) -> None:
+    """The namespace and the libvirt daemons, once for the run (the workers inherit the name)."""
+    from compat.harness import vagrant
+
+    why = vagrant.usable()
+    if why:
+        raise pytest.UsageError(f"--backend vagrant: {why}")
+    env = vagrant.start(f"kcompat-{os.getpid()}")
+    os.environ["KCOMPAT_NETNS"] = env.netns
+    config.stash[VAGRANT_ENV] = env
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    env = config.stash.get(VAGRANT_ENV, None)
+    if env is not None:
+        from compat.harness import vagrant
+
+        vagrant.stop(env)
 
 
 class _Collector:
@@ -116,7 +144,11 @@ def guest(cell: Cell, request: pytest.FixtureRequest) -> Iterator[Guest]:
         spec = kernels.get(cell.kernel, cell.kernel)
         mode = accelerator.choose(config.getoption("accel"), spec)
         extra = tuple(config.getoption("append").split())
-        booted = boot(cell, workdir, mode, config.getoption("boot_deadline"), extra, spec)
+        if config.getoption("backend") == "vagrant":
+            driver = "kvm" if mode == "kvm" else "qemu"  # lv.driver, from the same accelerator probe
+            booted = boot_vagrant(cell, workdir, os.environ["KCOMPAT_NETNS"], driver, extra, spec)
+        else:
+            booted = boot(cell, workdir, mode, config.getoption("boot_deadline"), extra, spec)
     except BootError as failure:
         record.infra_error(failure, workdir / "console.log", directory)
         record.write(directory)

@@ -1,0 +1,222 @@
+"""The Vagrant backend: vagrant-libvirt, offline, in a network namespace of the harness's own.
+
+libvirt's management network is 192.168.121.0/24; outside a namespace that route would leave the
+machine. So the harness makes a namespace, starts virtlogd and libvirtd inside it when they are not
+running (there is no systemd), and joins it before it speaks SSH; every connection first checks that the
+route to the guest goes through a libvirt bridge. Teardown removes the domains, the volumes, the daemons
+it started and the namespace. The machines come from the same matrix as the QEMU backend, exported as
+JSON for the top-level Vagrantfile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compat.harness.qemu import Machine, kernel_command_line
+from compat.proc import run
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+LIBVIRT_SOCKET = Path("/var/run/libvirt/libvirt-sock")
+IMAGES = Path("/var/lib/libvirt/images/kcompat")  # where libvirt's qemu user can read kernels
+NETNS_FILE = "netns"  # in the reports' vms dir: the namespace this run made
+
+
+class VagrantError(RuntimeError):
+    pass
+
+
+def usable() -> str:
+    """Why the backend cannot run here, or "" when it can."""
+    missing = [
+        tool
+        for tool in ("vagrant", "libvirtd", "virtlogd", "virsh", "qemu-img", "ip")
+        if not shutil.which(tool)
+    ]
+    if missing:
+        return f"missing {', '.join(missing)}: apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-utils"
+    plugins = run(["vagrant", "plugin", "list"], capture=True, check=False).stdout
+    if "vagrant-libvirt" not in plugins:
+        return "the vagrant-libvirt plugin is missing: apt-get install vagrant-libvirt"
+    if os.geteuid() != 0:
+        return "the Vagrant backend needs root (network namespace, libvirtd)"
+    return ""
+
+
+# --- the environment: namespace and daemons -------------------------------------------------------------------
+
+
+@dataclass
+class Environment:
+    netns: str
+    started: list[int]  # daemons this run started, to stop at teardown
+
+    def ip(self, *args: str) -> str:
+        return run(["ip", "-n", self.netns, *args], capture=True).stdout
+
+
+def _pid(path: str) -> int | None:
+    try:
+        pid = int(Path(path).read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def start(netns: str) -> Environment:
+    run(["ip", "netns", "add", netns])
+    run(["ip", "-n", netns, "link", "set", "lo", "up"])
+    env = Environment(netns, [])
+    for daemon, pidfile in (("virtlogd", "/run/virtlogd.pid"), ("libvirtd", "/run/libvirtd.pid")):
+        if _pid(pidfile) is None:
+            run(["ip", "netns", "exec", netns, daemon, "-d"])
+            for _ in range(50):
+                if (pid := _pid(pidfile)) is not None:
+                    env.started.append(pid)
+                    break
+                time.sleep(0.1)
+    for _ in range(50):
+        if LIBVIRT_SOCKET.exists():
+            break
+        time.sleep(0.1)
+    return env
+
+
+def stop(env: Environment, box: str | None = None) -> None:
+    """Domains and volumes of this run, the daemons it started, and the namespace."""
+    domains = run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture=True, check=False
+    ).stdout
+    for domain in domains.split():
+        if domain.startswith("kcompat"):
+            run(["virsh", "-c", "qemu:///system", "destroy", domain], check=False, capture=True)
+            run(
+                ["virsh", "-c", "qemu:///system", "undefine", domain, "--remove-all-storage"],
+                check=False,
+                capture=True,
+            )
+    volumes = run(["virsh", "-c", "qemu:///system", "vol-list", "default"], capture=True, check=False).stdout
+    for line in volumes.splitlines()[2:]:
+        name = line.split()[0] if line.split() else ""
+        if name.startswith("kcompat"):
+            run(
+                ["virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", name],
+                check=False,
+                capture=True,
+            )
+    for pid in reversed(env.started):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.5)
+    run(["ip", "netns", "del", env.netns], check=False)
+    shutil.rmtree(IMAGES, ignore_errors=True)
+
+
+def join(netns: str) -> None:
+    """This thread into the namespace: the SSH connections it opens start from there."""
+    from runtime.linux import constants as c
+    from runtime.linux import libc
+
+    fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+    try:
+        libc.setns(fd, c.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+# --- machines ---------------------------------------------------------------------------------------------------
+
+
+def machine_name(cell_id: str) -> str:
+    return "m-" + "".join(ch if ch.isalnum() else "-" for ch in cell_id.lower())
+
+
+def machine_entry(
+    name: str, box: str, kernel: Path, initrd: Path, cmdline: str, ssh_key: Path, driver: str
+) -> dict[str, str]:
+    """One machine for the Vagrantfile. Kernels are copied where libvirt's qemu user may read them."""
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    copies = {}
+    for label, source in (("kernel", kernel), ("initrd", initrd)):
+        target = IMAGES / f"{name}-{label}"
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+        copies[label] = str(target)
+    return {"name": name, "box": box, "kernel": copies["kernel"], "initrd": copies["initrd"],
+            "cmdline": cmdline, "ssh_key": str(ssh_key), "driver": driver,
+            "console": str(IMAGES / f"{name}-console.log")}  # fmt: skip
+
+
+def export(machines: list[dict[str, str]], path: Path) -> Path:
+    path.write_text(json.dumps(machines, indent=2))
+    return path
+
+
+def command_line(machine: Machine) -> str:
+    return kernel_command_line(machine) + " kc_net=dhcp"  # libvirt's dnsmasq gives the address
+
+
+def vagrant(env: Environment, machines_json: Path, dotfiles: Path, *args: str, check: bool = True) -> str:
+    environment = {"KCOMPAT_VAGRANT_MACHINES": str(machines_json), "VAGRANT_CWD": str(REPO),
+                   "VAGRANT_DOTFILE_PATH": str(dotfiles)}  # fmt: skip
+    done = run(
+        ["ip", "netns", "exec", env.netns, "vagrant", *args], capture=True, check=check, env=environment
+    )
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    address: str
+    port: int
+    user: str
+    identity: str
+
+
+def parse_ssh_config(text: str, host: str) -> SshTarget:
+    import paramiko
+
+    config = paramiko.SSHConfig.from_text(text)
+    found = config.lookup(host)
+    if "hostname" not in found or found["hostname"] == host:
+        raise VagrantError(f"vagrant ssh-config says nothing about {host}")
+    identity = found.get("identityfile", [""])
+    return SshTarget(
+        host, found["hostname"], int(found.get("port", 22)), found.get("user", "root"), identity[0]
+    )
+
+
+def check_route(route_get_output: str, address: str) -> str:
+    """The bridge a route to the guest leaves by; anything but a libvirt bridge is refused."""
+    words = route_get_output.split()
+    device = words[words.index("dev") + 1] if "dev" in words else ""
+    if not device.startswith("virbr"):
+        raise VagrantError(
+            f"the route to {address} leaves by {device or 'no device'}, not a libvirt bridge: refusing to connect"
+        )
+    return device
+
+
+@dataclass
+class VagrantVm:
+    """What the compat fixture holds for a Vagrant machine: it stops like a QEMU VM."""
+
+    env: Environment
+    machines: Path
+    dotfiles: Path
+    name: str
+    console: Path
+
+    def stop(self) -> None:
+        vagrant(self.env, self.machines, self.dotfiles, "destroy", "-f", self.name, check=False)
