@@ -80,7 +80,8 @@ def _make(images: Images, work: Path) -> None:
 
 
 def _add(name: str, path: Path) -> None:
-    listed = run(["vagrant", "box", "list"], capture=True, check=False).stdout
+    # Away from the repository: vagrant would read its Vagrantfile.
+    listed = run(["vagrant", "box", "list"], capture=True, check=False, cwd=path.parent).stdout
     if any(line.split()[:1] == [name] for line in listed.splitlines()):
         return
-    run(["vagrant", "box", "add", "--force", "--name", name, path], capture=True)
+    run(["vagrant", "box", "add", "--force", "--name", name, path], capture=True, cwd=path.parent)
