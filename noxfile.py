@@ -48,7 +48,16 @@ IMAGE_PACKAGES = (
     "dpkg",
     "qemu-system-x86",
 )
-TEST_PACKAGES = ("util-linux", *IMAGE_PACKAGES)
+# The Vagrant backend: vagrant-libvirt, with libvirtd started by the harness (no systemd needed).
+VAGRANT_PACKAGES = (
+    "vagrant",
+    "vagrant-libvirt",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "dnsmasq-base",
+    "qemu-utils",
+)
+TEST_PACKAGES = ("util-linux", *IMAGE_PACKAGES, *VAGRANT_PACKAGES)
 NEWEST = PYTHONS[-1]
 
 
@@ -78,7 +87,7 @@ def _dpkg_installed(session: nox.Session, name: str) -> bool:
 def tests(session: nox.Session) -> None:
     """The project's own tests: unit, config files, and real detection on this host."""
     apt_install(session, *TEST_PACKAGES)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,compat]")
     session.run("pytest", *session.posargs)
 
 
@@ -96,6 +105,8 @@ def compat(session: nox.Session) -> None:
     """The main job: boot the kernel x flavour matrix under QEMU and check it over SSH.
     `nox -s compat [-- --cells 6.1-v2,6.12-hybrid | --matrix full] [--accel tcg]`. Reports land in reports/."""
     apt_install(session, *IMAGE_PACKAGES)
+    if "vagrant" in session.posargs:
+        apt_install(session, *VAGRANT_PACKAGES)
     session.install("-e", ".[compat]")
     session.run("python", "-m", "compat.images", "-q")  # build or find the images first, once
     workers = str(max(1, min(os.cpu_count() or 1, 2)))

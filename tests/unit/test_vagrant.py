@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("paramiko", reason="the Vagrant backend reads ssh-config with paramiko (pip install .[compat])")
+pytest.importorskip(
+    "paramiko", reason="the Vagrant backend reads ssh-config with paramiko (pip install .[compat])"
+)
 
-from compat import flavours  # noqa: E402 - after the skip
-from compat.harness import vagrant  # noqa: E402
-from compat.harness.qemu import Machine  # noqa: E402
+from compat import flavours
+from compat.harness import vagrant
+from compat.harness.qemu import Machine
 
 SSH_CONFIG = """Host m-6-1-v2
   HostName 192.168.121.244
@@ -47,7 +49,9 @@ def test_the_route_must_leave_by_a_libvirt_bridge() -> None:
         vagrant.check_route("RTNETLINK answers: Network is unreachable", "192.168.121.244")
 
 
-def test_the_export_carries_what_the_qemu_backend_boots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_export_carries_what_the_qemu_backend_boots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(vagrant, "IMAGES", tmp_path / "images")
     kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
     kernel.write_bytes(b"kernel")
@@ -55,9 +59,13 @@ def test_the_export_carries_what_the_qemu_backend_boots(tmp_path: Path, monkeypa
     machine = Machine(kernel, initrd, tmp_path / "root.img", None, flavours.parse("hybrid"))
     name = vagrant.machine_name("6.1-v2+userns-off")
     assert name == "m-6-1-v2-userns-off"
-    entry = vagrant.machine_entry(name, "kcompat-abc", kernel, initrd, vagrant.command_line(machine), tmp_path / "key", "qemu")
+    entry = vagrant.machine_entry(
+        name, "kcompat-abc", kernel, initrd, vagrant.command_line(machine), tmp_path / "key", "qemu"
+    )
     exported = json.loads(vagrant.export([entry], tmp_path / "machines.json").read_text())
-    assert exported[0]["cmdline"].endswith("kc_cgroups=hybrid kc_userns=on kc_overlay=load kc_root=disk kc_net=dhcp")
+    assert exported[0]["cmdline"].endswith(
+        "kc_cgroups=hybrid kc_userns=on kc_overlay=load kc_root=disk kc_net=dhcp"
+    )
     assert Path(exported[0]["kernel"]).read_bytes() == b"kernel"  # copied where libvirt's qemu user can read
     assert exported[0]["box"] == "kcompat-abc"
     assert exported[0]["console"].endswith("m-6-1-v2-userns-off-console.log")
