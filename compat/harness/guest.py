@@ -97,6 +97,7 @@ def boot(
     spec = kernel or cell.kernel  # a catalogue id, or the .deb or directory the cell's name stands for
     built = build_all([spec])
     kernel_set = built.kernels[spec]
+    config = _kernel_config(cell, kernel_set.kernel.config)
     machine = Machine(
         kernel_set.kernel.vmlinuz, kernel_set.initrd, built.rootfs.image, kernel_set.modules_image, cell.flavour,
         accel=accel, extra_args=extra_args,
@@ -113,15 +114,21 @@ def boot(
     except BaseException:
         vm.stop()
         raise
-    if kernel_set.kernel.config is None:
-        vm.stop()
-        raise matrix.MatrixError(f"{cell.kernel} has no kernel config to derive the cell's expectations from")
-    config = kconfig.load(kernel_set.kernel.config)
-    guest = Guest(
-        cell, vm, host, config, kernel_set.kernel.release, kernel_set.kernel.source, took, vm.console
+    return _checked(
+        Guest(cell, vm, host, config, kernel_set.kernel.release, kernel_set.kernel.source, took, vm.console)
     )
-    checked = host.run(f"{RUNTIME} check --json")
-    guest.check = json.loads(checked.stdout)
+
+
+def _kernel_config(cell: Cell, path: Path | None) -> kconfig.KernelConfig:
+    """Before any boot: without a config, the cell's expectations cannot be derived."""
+    if path is None:
+        raise matrix.MatrixError(f"{cell.kernel} has no kernel config to derive the cell's expectations from")
+    return kconfig.load(path)
+
+
+def _checked(guest: Guest) -> Guest:
+    """What `runtime check` sees in the guest, once, for the detection tests and the report."""
+    guest.check = json.loads(guest.run(f"{RUNTIME} check --json").stdout)
     return guest
 
 
@@ -143,8 +150,7 @@ def boot_vagrant(
     built = build_all(list(dict.fromkeys([*KERNELS, spec])))
     box = build_box(built)
     kernel_set = built.kernels[spec]
-    if kernel_set.kernel.config is None:
-        raise matrix.MatrixError(f"{cell.kernel} has no kernel config to derive the cell's expectations from")
+    kernel_config = _kernel_config(cell, kernel_set.kernel.config)
     machine = Machine(kernel_set.kernel.vmlinuz, kernel_set.initrd, built.rootfs.image, None, cell.flavour,
                       extra_args=extra_args)  # fmt: skip
     name = vagrant.machine_name(cell.id)
@@ -175,12 +181,11 @@ def boot_vagrant(
         vm.stop()
         raise
     took = time.monotonic() - started
-    config_file = kconfig.load(kernel_set.kernel.config)
-    guest = Guest(
-        cell, vm, host, config_file, kernel_set.kernel.release, kernel_set.kernel.source, took, console
+    return _checked(
+        Guest(
+            cell, vm, host, kernel_config, kernel_set.kernel.release, kernel_set.kernel.source, took, console
+        )
     )
-    guest.check = json.loads(host.run(f"{RUNTIME} check --json").stdout)
-    return guest
 
 
 def _install(host: Any, workdir: Path) -> None:

@@ -162,10 +162,10 @@ def wait_for_ssh_banner(port: int, deadline: float, console: Path) -> None:
 
 
 def _die_with_parent() -> None:
-    import ctypes
+    from runtime.linux import constants as c
+    from runtime.linux import libc
 
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    libc.prctl(c.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setpgid(0, 0)
 
 

@@ -13,12 +13,13 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from compat.images import rootfs
 from compat.images.build import Images
 from compat.images.cache import Cache, file_digest, key
 from compat.proc import run
 
 log = logging.getLogger(__name__)
-LAYOUT = 1
+LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,6 @@ class Box:
     name: str  # as `vagrant box add` knows it
     path: Path
     ssh_key: Path  # root's key in the guest (the harness key of the root filesystem)
-
-
-def _tree_bytes(path: Path) -> int:
-    return sum(item.lstat().st_size for item in path.rglob("*"))
 
 
 def build_box(images: Images, cache: Cache | None = None, rebuild: bool = False) -> Box:
@@ -57,10 +54,11 @@ def _make(images: Images, work: Path) -> None:
         release = kernel_set.kernel.release
         shutil.copytree(kernel_set.kernel.modules, tree / "usr" / "lib" / "modules" / release, symlinks=True)
         run(["depmod", "-b", tree, release], capture=True)
-    size_mib = int(_tree_bytes(tree) * 1.4 / 2**20) + 64
     raw = work / "box.ext4"
-    run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", images.rootfs.label, "-d", tree, "-E", "root_owner=0:0",
-         raw, f"{size_mib}M"], capture=True)  # fmt: skip
+    run(
+        rootfs.mkfs_argv(tree, raw, images.rootfs.label, rootfs.image_size_mib(rootfs.tree_bytes(tree))),
+        capture=True,
+    )
     shutil.rmtree(tree)
     run(["qemu-img", "convert", "-O", "qcow2", raw, work / "box.img"], capture=True)
     virtual_gib = -(-raw.stat().st_size // 2**30)

@@ -70,24 +70,18 @@ def initrd_for(tree: kernels.KernelTree, cache: Cache, tally: Tally, rebuild: bo
 def modules_image_for(tree: kernels.KernelTree, cache: Cache, tally: Tally, rebuild: bool) -> Path:
     """The kernel's lib/modules/<release> on an ext4 disk (no loop mount: mkfs.ext4 -d), indexed by
     kmod's depmod: the guest's modprobe reads modules.dep.bin, which Debian's packages leave to postinst."""
-    inputs = key("modules-image", 2, tree.release, file_digest(tree.modules_dep), str(tree.root))
+    inputs = key("modules-image", 3, tree.release, file_digest(tree.modules_dep), str(tree.root))
     with cache.build(f"modules-{tree.id or tree.release}", inputs, rebuild) as slot:
         if not slot.hit:
             staged = slot.work / "root" / "lib" / "modules"
             staged.mkdir(parents=True)
             shutil.copytree(tree.modules, staged / tree.release, symlinks=True)
             run(["depmod", "-b", slot.work / "root", tree.release], capture=True)
-            size_mib = int(_tree_bytes(staged) * 1.3 / 2**20) + 32
-            image = slot.work / "modules.ext4"
-            run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "kcompat-mods", "-d", staged,
-                 "-E", "root_owner=0:0", image, f"{size_mib}M"], capture=True)  # fmt: skip
+            size_mib = rootfs.image_size_mib(rootfs.tree_bytes(staged))
+            run(rootfs.mkfs_argv(staged, slot.work / "modules.ext4", "kcompat-mods", size_mib), capture=True)
             shutil.rmtree(slot.work / "root")
     tally.note(f"modules disk {tree.release}", slot.hit)
     return slot.path / "modules.ext4"
-
-
-def _tree_bytes(path: Path) -> int:
-    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file() and not item.is_symlink())
 
 
 def check_tools() -> None:
