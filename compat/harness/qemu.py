@@ -124,10 +124,11 @@ class Vm:
                         tail(self.console),
                     )
             self._check_alive(text)
-            for line in text.splitlines():
-                if line.startswith(READY_MARKER):
+            # Whole lines only: the guest may be half-way through writing the marker.
+            for line in text.splitlines(keepends=True):
+                if line.startswith(READY_MARKER) and line.endswith("\n"):
                     wait_for_ssh_banner(self.ssh_port, end - time.monotonic(), self.console)
-                    return line
+                    return line.rstrip("\r\n")
             time.sleep(0.1)
         raise BootError("boot timeout", f"no {READY_MARKER} within {deadline:.0f} s", tail(self.console))
 

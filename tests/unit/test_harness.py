@@ -131,3 +131,12 @@ def test_stale_vms_are_reaped(tmp_path: Path) -> None:
     assert reap_stale(tmp_path) == []  # not a qemu: left alone
     sleeper.kill()
     sleeper.wait()
+
+
+def test_a_half_written_ready_marker_is_not_ready(tmp_path: Path) -> None:
+    vm = vm_with_console(tmp_path, "silence.log")
+    with (tmp_path / "console.log").open("a") as console:
+        console.write("KCOMPAT-READY re")  # the guest is still writing the line
+    with pytest.raises(BootError) as failure:
+        vm.wait_ready(deadline=0.3)
+    assert failure.value.kind == "boot timeout"
