@@ -26,6 +26,7 @@ from runtime.linux import libc, net
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import NoReturn
 
     from runtime.spec import ContainerSpec
@@ -39,13 +40,14 @@ FORWARDED = (
     _signal.SIGQUIT,
 )
 EXIT_CANNOT_EXECUTE = 126
+MAX_FD = 0x7FFFFFFF  # os.closerange's end: it becomes one close_range(2) call
 EXIT_NOT_FOUND = 127
 
 
 class Launch:
     """What the runtime decided, handed to the child processes."""
 
-    __slots__ = ("cgroupns", "down", "last_cap", "overlay", "up", "userns")
+    __slots__ = ("cgroupns", "down", "last_cap", "nodev", "overlay", "runtime_pid", "seccomp", "up", "userns")
 
     def __init__(
         self,
@@ -55,13 +57,18 @@ class Launch:
         up: int,
         down: int,
         overlay: tuple[str, str, str] | None = None,
+        seccomp: bytes | None = None,
+        nodev: bool = False,
     ) -> None:
+        self.runtime_pid = os.getpid()
+        self.nodev = nodev  # no cgroup restricts devices: the root is mounted nodev
         self.userns = userns  # "private", "auto" (private if it works) or "" (the host's)
         self.cgroupns = cgroupns
         self.last_cap = last_cap
         self.up = up  # write end: messages to the runtime
         self.down = down  # read end: go-aheads from the runtime
         self.overlay = overlay  # (cwd, target, options) of the image's overlay mount
+        self.seccomp = seccomp  # the compiled filter, installed last before exec; None: unconfined
 
 
 def exit_code(status: int) -> int:
@@ -69,8 +76,39 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def forked(
+    body: Callable[[ContainerSpec, Launch], NoReturn], spec: ContainerSpec, launch: Launch
+) -> NoReturn:
+    """Run a forked child's body; it never unwinds into the runtime's frames, whose finally blocks would
+    tear down the container it belongs to, and no traceback reaches the user."""
+    try:
+        body(spec, launch)
+    except BaseException as exc:  # noqa: BLE001 - the fork boundary: nothing may pass it
+        try:
+            sys.stderr.write(
+                f"runtime: internal error in the container's setup: {type(exc).__name__}: {exc}\n"
+            )
+        except OSError:
+            pass
+    os._exit(EXIT_RUNTIME)
+
+
+def close_inherited(preserve: int, keep: tuple[int, ...]) -> None:
+    """Close every descriptor above 2 that the caller left open (CVE-2024-21626: a directory fd is a way
+    out of the container's root), except the first `preserve` after 2 and the runtime's own pipes."""
+    first = 3 + preserve
+    for fd in sorted(fd for fd in keep if fd >= first):
+        os.closerange(first, fd)
+        first = fd + 1
+    os.closerange(first, MAX_FD)
+
+
 def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
     try:
+        libc.prctl(c.PR_SET_PDEATHSIG, _signal.SIGKILL)
+        if os.getppid() != launch.runtime_pid:
+            os._exit(EXIT_RUNTIME)  # the runtime died before the line above: nobody waits for us
+        close_inherited(spec.preserve_fds, (launch.up, launch.down))
         if launch.overlay:
             _mount_overlay(*launch.overlay)
         if launch.userns:
@@ -78,7 +116,7 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
         libc.unshare(_namespace_flags(spec, launch))
         init = os.fork()
         if init == 0:
-            container_init(spec, launch)
+            forked(container_init, spec, launch)
         channel.send(launch.up, "pid", str(init))
     except OSError as exc:
         channel.send(launch.up, "error", f"cannot create the container's namespaces: {exc}")
@@ -127,7 +165,7 @@ def container_init(spec: ContainerSpec, launch: Launch) -> NoReturn:
 
     try:
         os.setsid()  # off the terminal's process group: the runtime forwards its signals
-        rootfs.prepare(spec.rootfs, spec.read_only, note)
+        rootfs.prepare(spec.rootfs, spec.read_only, note, launch.nodev)
         rootfs.switch_root(spec.rootfs, note)
         libc.sethostname(spec.hostname)
         if spec.network == "none":
@@ -138,7 +176,7 @@ def container_init(spec: ContainerSpec, launch: Launch) -> NoReturn:
             libc.unshare(c.CLONE_NEWCGROUP)  # now, so that the container's cgroup is its root
         workload = os.fork()
         if workload == 0:
-            run_workload(spec, launch)
+            forked(run_workload, spec, launch)
     except OSError as exc:
         channel.send(launch.up, "error", f"cannot set up the container: {exc}{_hint(exc, launch)}")
         os._exit(EXIT_RUNTIME)
@@ -177,18 +215,50 @@ def run_workload(spec: ContainerSpec, launch: Launch) -> NoReturn:
         os.chdir(spec.workdir)
         _drop_privileges(spec, launch.last_cap)
         _reset_signals()
+        for fd in range(3, 3 + spec.preserve_fds):
+            if fd != launch.up:
+                _inherit(fd)
+        if launch.seccomp:
+            libc.seccomp_set_filter(launch.seccomp)  # last: the filter judges what the command does, not us
     except OSError as exc:
         sys.stderr.write(f"runtime: cannot start the command: {exc}\n")
         os._exit(EXIT_RUNTIME)
     command = spec.argv[0]
     try:
-        os.execvpe(command, list(spec.argv), spec.environment())
+        execute(list(spec.argv), spec.environment())
     except FileNotFoundError:
         sys.stderr.write(f"runtime: {command}: command not found in the container\n")
         os._exit(EXIT_NOT_FOUND)
     except OSError as exc:
         sys.stderr.write(f"runtime: {command}: cannot execute: {exc.strerror}\n")
         os._exit(EXIT_CANNOT_EXECUTE)
+
+
+def execute(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """execvpe's PATH search, written out: os.execvpe imports `warnings` lazily, and after the switch of
+    root the container has no Python library to import it from (a pip-installed runtime crashed there)."""
+    command = argv[0]
+    if "/" in command:
+        os.execve(command, argv, env)
+    denied: OSError | None = None
+    for directory in env.get("PATH", "").split(":"):
+        try:
+            os.execve(f"{directory or '.'}/{command}", argv, env)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as exc:
+            denied = exc  # as execvp: a later directory may still hold an executable one
+    if denied is not None:
+        raise denied
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+
+
+def _inherit(fd: int) -> None:
+    try:
+        os.set_inheritable(fd, True)
+    except OSError as exc:
+        if exc.errno != errno.EBADF:  # asked for, but the caller did not open it: as runc, nothing to pass
+            raise
 
 
 def _drop_privileges(spec: ContainerSpec, last_cap: int) -> None:

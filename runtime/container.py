@@ -281,11 +281,11 @@ def _launch(
     if setup_pid == 0:
         os.close(up_read)
         os.close(down_write)
-        child.setup(spec, launch)
+        child.forked(child.setup, spec, launch)
     os.close(up_write)
     os.close(down_read)
     try:
-        report = _follow_setup(setup_pid, manager, down_write, up_read)
+        report = _follow_setup(setup_pid, manager, record, down_write, up_read)
     finally:
         os.close(down_write)
         os.close(up_read)
@@ -295,11 +295,10 @@ def _launch(
         _kill_and_reap(report.init_pid)
     if not report.init_pid or report.errors:
         raise Failure("; ".join(report.errors) or "the container's setup process died", "", EXIT_RUNTIME)
-    state.record_init(record, report.init_pid)
     return _wait(report.init_pid, manager, spec)
 
 
-def _follow_setup(setup_pid: int, manager: Manager | None, down: int, up: int) -> _Setup:
+def _follow_setup(setup_pid: int, manager: Manager | None, record: state.State, down: int, up: int) -> _Setup:
     report = _Setup()
     for kind, text in channel.receive(up):
         if kind == "userns":
@@ -309,6 +308,9 @@ def _follow_setup(setup_pid: int, manager: Manager | None, down: int, up: int) -
             report.userns_errno = int(text)
         elif kind == "pid":
             report.init_pid = int(text)
+            # Recorded before the go-ahead: until then the init gives up by itself if we die (the pipe
+            # closes), after it `runtime gc` can find and kill it.
+            state.record_init(record, report.init_pid)
             _join_cgroups(manager, report, down)
         elif kind == "note":
             output.note(text)

@@ -45,9 +45,15 @@ def _mount(
 
 
 def _remount_read_only(target: str) -> None:
+    _remount(target, c.MS_RDONLY)
+
+
+def _remount(target: str, added: int) -> None:
     flags = os.statvfs(target).f_flag
     kept = sum(ms for st, ms in KEPT_FLAGS if flags & st)
-    _mount(None, target, None, c.MS_BIND | c.MS_REMOUNT | c.MS_RDONLY | kept)
+    if flags & os.ST_RDONLY:
+        kept |= c.MS_RDONLY
+    _mount(None, target, None, c.MS_BIND | c.MS_REMOUNT | added | kept)
 
 
 def _bind(source: str, target: str, read_only: bool = False) -> None:
@@ -56,11 +62,14 @@ def _bind(source: str, target: str, read_only: bool = False) -> None:
         _remount_read_only(target)
 
 
-def prepare(rootfs: str, read_only: bool, note: Callable[[str], None]) -> None:
+def prepare(rootfs: str, read_only: bool, note: Callable[[str], None], nodev: bool = False) -> None:
     """Mount /proc, /sys, /dev and the masks under rootfs, which becomes a mount point of its own.
-    The mount points themselves were made by the runtime (see container.py)."""
+    The mount points themselves were made by the runtime (see container.py). `nodev` where no cgroup
+    can restrict devices: then a device node in the image, or one made with mknod, cannot be opened."""
     _mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
     _bind(rootfs, rootfs)
+    if nodev:
+        _remount(rootfs, c.MS_NODEV)
     _mount("proc", f"{rootfs}/proc", "proc", NOSUID_NODEV_NOEXEC)
     _mount_sys(f"{rootfs}/sys", note)
     _mount_dev(f"{rootfs}/dev")
@@ -83,7 +92,8 @@ def _mount_sys(target: str, note: Callable[[str], None]) -> None:
 
 
 def _mount_dev(dev: str) -> None:
-    _mount("tmpfs", dev, "tmpfs", c.MS_NOSUID, "mode=755,size=65536k")
+    # nodev: the allowed nodes are binds of the host's, which keep their own mount's flags
+    _mount("tmpfs", dev, "tmpfs", c.MS_NOSUID | c.MS_NODEV, "mode=755,size=65536k")
     for name in DEVICES:
         node = f"{dev}/{name}"
         os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))

@@ -42,6 +42,13 @@ OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
     ),
     ("--name", "", "NAME", "a name for `runtime ps` (default: the container id)"),
     ("--read-only", "", None, "mount the root filesystem read-only"),
+    (
+        "--security-opt",
+        "",
+        "seccomp=unconfined|PROFILE.json",
+        "the seccomp filter: Docker's default profile unless unconfined or a profile in Docker's JSON format",
+    ),
+    ("--preserve-fds", "", "N", "pass fds 3 to 3+N-1 into the container (no directories); others are closed"),
     ("--verbose", "-v", None, "say what was decided and why"),
     ("--help", "-h", None, "show this help"),
 )
@@ -147,6 +154,8 @@ def build_spec(options: dict[str, list[str]], command: list[str]) -> spec.Contai
         userns=spec.check_choice("--userns", last("--userns") or "auto", spec.USERNS_MODES),
         read_only="--read-only" in options,
         image=image,
+        preserve_fds=spec.parse_preserve_fds(last("--preserve-fds") or "0"),
+        seccomp=spec.parse_security_opt(options.get("--security-opt", [])),
     )
 
 

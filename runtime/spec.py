@@ -43,8 +43,8 @@ class ImageUse:
 
 class ContainerSpec:
     __slots__ = (
-        "argv", "container_id", "env", "hostname", "image", "limits", "name", "network", "read_only", "rootfs",
-        "user", "userns", "workdir",
+        "argv", "container_id", "env", "hostname", "image", "limits", "name", "network", "preserve_fds",
+        "read_only", "rootfs", "seccomp", "user", "userns", "workdir",
     )  # fmt: skip
 
     def __init__(
@@ -62,6 +62,8 @@ class ContainerSpec:
         userns: str = "auto",
         read_only: bool = False,
         image: ImageUse | None = None,
+        preserve_fds: int = 0,
+        seccomp: str = "default",
     ) -> None:
         self.container_id = container_id
         self.name = name
@@ -76,6 +78,8 @@ class ContainerSpec:
         self.userns = userns
         self.read_only = read_only
         self.image = image
+        self.preserve_fds = preserve_fds  # fds 3 .. 3+N-1 cross into the container, as runc's --preserve-fds
+        self.seccomp = seccomp  # "default" (Docker's profile), "unconfined" or a profile's path
 
     def environment(self) -> dict[str, str]:
         env = {
@@ -199,6 +203,38 @@ def check_name(text: str) -> str:
             f"--name {text!r} is not valid", "letters, digits, '_', '.', '-'; starting with a letter or digit"
         )
     return text
+
+
+def parse_preserve_fds(text: str) -> int:
+    """How many fds after 2 cross into the container; none of them may be a directory, which would be a
+    way out of its root (CVE-2024-21626)."""
+    if not text.isdigit():
+        raise bad(f"--preserve-fds {text!r} is not a whole number")
+    count = int(text)
+    for fd in range(3, 3 + count):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue  # not open: nothing crosses, as with runc
+        if mode & 0o170000 == 0o040000:
+            raise bad(
+                f"--preserve-fds {count}: fd {fd} is a directory, which would give the container a way out of its root",
+                "pass files, pipes or sockets only; close the directory fd or lower the count",
+            )
+    return count
+
+
+def parse_security_opt(items: list[str]) -> str:
+    """Docker's --security-opt; only seccomp=unconfined|PROFILE.json is understood."""
+    seccomp = "default"
+    for item in items:
+        key, sep, value = item.partition("=")
+        if key != "seccomp" or not sep or not value:
+            raise bad(
+                f"--security-opt {item!r} is not understood", "use seccomp=unconfined or seccomp=PROFILE.json"
+            )
+        seccomp = value if value == "unconfined" else os.path.abspath(value)
+    return seccomp
 
 
 def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
