@@ -115,6 +115,21 @@ def expected(cell: Cell, config: KernelConfig) -> dict[str, Value]:
     }
 
 
+DEVICES_V1 = "cgroup v1 devices allowlist"
+DEVICES_EBPF = "eBPF device program"
+DEVICES_NODEV = "nodev mounts"
+
+
+def devices_mechanism(cell: Cell, config: KernelConfig) -> str:
+    """How the runtime should hold a container to Docker's device list in this cell: the v1 devices
+    controller where v1 hierarchies exist, an eBPF program on its cgroup2 cgroup, else nodev mounts."""
+    if cell.flavour.cgroups is not Cgroups.V2 and config.built("CGROUP_DEVICE"):
+        return DEVICES_V1
+    if cell.flavour.cgroups is not Cgroups.V1 and config.built("CGROUP_BPF"):
+        return DEVICES_EBPF
+    return DEVICES_NODEV
+
+
 def observed(check: dict[str, Any]) -> dict[str, Value]:
     """The same keys, read from `runtime check --json` run in the guest."""
     controllers = check["cgroup"]["controllers"]

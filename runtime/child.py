@@ -23,6 +23,7 @@ from runtime import channel, rootfs
 from runtime.errors import EXIT_RUNTIME
 from runtime.linux import constants as c
 from runtime.linux import libc, net
+from runtime.seccomp import install as seccomp
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class Launch:
         up: int,
         down: int,
         overlay: tuple[str, str, str] | None = None,
-        seccomp: bytes | None = None,
+        seccomp: tuple[bytes, int] | None = None,
         nodev: bool = False,
     ) -> None:
         self.runtime_pid = os.getpid()
@@ -68,7 +69,7 @@ class Launch:
         self.up = up  # write end: messages to the runtime
         self.down = down  # read end: go-aheads from the runtime
         self.overlay = overlay  # (cwd, target, options) of the image's overlay mount
-        self.seccomp = seccomp  # the compiled filter, installed last before exec; None: unconfined
+        self.seccomp = seccomp  # (filter, flags), installed last before exec; None: unconfined
 
 
 def exit_code(status: int) -> int:
@@ -219,7 +220,7 @@ def run_workload(spec: ContainerSpec, launch: Launch) -> NoReturn:
             if fd != launch.up:
                 _inherit(fd)
         if launch.seccomp:
-            libc.seccomp_set_filter(launch.seccomp)  # last: the filter judges what the command does, not us
+            seccomp.install(*launch.seccomp)  # last: the filter judges what the command does, not us
     except OSError as exc:
         sys.stderr.write(f"runtime: cannot start the command: {exc}\n")
         os._exit(EXIT_RUNTIME)

@@ -60,11 +60,20 @@ def _add_image(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "import",
         help="import a docker-save tarball or an OCI image layout (directory or tar)",
         description="Every digest is checked and every layer unpacked safely; a failed import leaves nothing. "
-        "The store is /var/lib/runtime, or $RUNTIME_STORE.",
+        "The store is /var/lib/runtime, or $RUNTIME_STORE. An import stops before the store's file system "
+        "is down to its last 5%% (or 1 GiB, whichever is smaller).",
     )
     load.add_argument("source", metavar="FILE|DIR")
     load.add_argument(
-        "--name", metavar="NAME[:TAG]", help="the name to give it (default: the names it carries)"
+        "--name",
+        metavar="NAME[:TAG]",
+        help="the name to give it, in Docker's grammar (default: the names it carries)",
+    )
+    load.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="refuse an image whose new layers unpack to more than SIZE bytes (10m, 2g; default: no limit "
+        "but the free-space reserve)",
     )
     load.set_defaults(func=cmd_image_import)
     actions.add_parser("ls", help="list images").set_defaults(func=cmd_image_ls)
@@ -78,8 +87,15 @@ def _add_image(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def cmd_image_import(args: argparse.Namespace) -> int:
     from runtime.storage.importer import import_image
+    from runtime.storage.space import parse_size
     from runtime.storage.store import Store
 
+    try:
+        max_size = parse_size(args.max_size) if args.max_size is not None else None
+    except ValueError:
+        die(
+            f"--max-size {args.max_size!r} is not a size", "give bytes, or a number with k, m, g or t: 10m", 1
+        )
     if os.geteuid() != 0:
         die(
             "image import needs root: layers keep their owners, and whiteouts are device nodes",
@@ -89,7 +105,7 @@ def cmd_image_import(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
         print(f"  {text}", file=sys.stderr)
 
-    done = import_image(Store(), args.source, args.name, progress)
+    done = import_image(Store(), args.source, args.name, progress, max_size)
     names = ", ".join(done.record.refs) or "(no name)"
     size = done.record.size / 1024**2
     print(

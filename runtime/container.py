@@ -14,7 +14,7 @@ import os
 from runtime import channel, child, output, state
 from runtime.cgroups import layout
 from runtime.cgroups.base import CgroupError
-from runtime.cgroups.manager import Manager, Unavailable, plan
+from runtime.cgroups.manager import DevicesUnrestricted, Manager, Unavailable, plan
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.features.sysroot import LIVE, Sysroot
 from runtime.linux import constants as c
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from runtime.features.probes import Outcome
+    from runtime.seccomp.profile import Profile
     from runtime.spec import ContainerSpec
 
 DEFAULT_ID_RANGE = (100_000, 65_536)
+NODEV_FALLBACK = "nodev mounts, and seccomp refuses mknod of devices (no cgroup here can restrict devices)"
 LIMIT_FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
 
 
@@ -38,16 +40,19 @@ def run(spec: ContainerSpec) -> int:
     manager = choose_cgroups(spec)
     userns = choose_userns(spec.userns)
     storage = choose_storage(spec.image.storage) if spec.image else ""
+    profile = choose_seccomp(spec.seccomp)
     record = _claim(spec, manager)
     overlay = None
     try:
         if spec.image:
-            overlay = _image_root(spec, storage)
+            overlay = _image_root(spec, storage, userns)
         else:
             _mount_points(spec.rootfs)
-        if manager:
-            _create_cgroups(manager, spec)
-        return _launch(spec, manager, record, userns, overlay)
+        devices_held = _create_cgroups(manager, spec) if manager else False
+        if not devices_held:
+            output.note(f"devices: {NODEV_FALLBACK}")
+        seccomp = _seccomp_filter(profile, deny_device_mknod=not devices_held)
+        return _launch(spec, manager, record, userns, overlay, seccomp, nodev=not devices_held)
     finally:
         if manager:
             _destroy_cgroups(manager)
@@ -72,8 +77,20 @@ def _claim(spec: ContainerSpec, manager: Manager | None) -> state.State:
 
 
 def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
-    """The cgroups for this container, or a refusal (exit 125) before anything exists."""
+    """The cgroups for this container, or a refusal (exit 125) before anything exists.
+
+    One in every hierarchy, limits or not: the init unshares its cgroup namespace once it is moved,
+    so the container's view is rooted at its own cgroup everywhere. The devices mechanism follows
+    the host (layout.devices_mechanism); RUNTIME_DEVICES=v1|ebpf forces one the host offers (tests)."""
     found = layout.read(root)
+    forced = os.environ.get("RUNTIME_DEVICES", "")
+    devices = layout.devices_mechanism(found, forced)
+    if devices is None:
+        raise Failure(
+            f"RUNTIME_DEVICES={forced}: this host offers no such devices mechanism",
+            "unset it, or set v1 (the cgroup v1 devices controller) or ebpf (cgroup2) where the host has it, or none",
+            EXIT_RUNTIME,
+        )
     if found.mode == layout.NONE:
         if spec.limits.controllers():
             raise Failure(
@@ -81,18 +98,15 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
                 "mount cgroup2 on /sys/fs/cgroup",
                 EXIT_RUNTIME,
             )
-        output.note("cgroups: none mounted; the container runs without limits or accounting")
+        output.note(
+            "cgroups: none mounted; the container runs without limits, accounting or a devices cgroup"
+        )
         return None
     try:
-        manager = plan(found, spec.container_id, spec.limits)
+        manager = plan(found, spec.container_id, spec.limits, devices)
     except Unavailable as missing:
         raise _refusal(missing.controller, found, root) from None
-    if manager is None:
-        output.note(
-            f"cgroups: {found.mode}; none needed without limits (the PID namespace holds the processes)"
-        )
-    else:
-        output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
+    output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
     return manager
 
 
@@ -111,6 +125,33 @@ def choose_userns(mode: str, root: Sysroot = LIVE) -> str:
         raise Failure(f"--userns private: user namespaces are unusable here: {cause}", "", EXIT_RUNTIME)
     output.note(f"userns: host, because user namespaces are unusable here: {cause}")
     return ""
+
+
+def choose_seccomp(setting: str) -> Profile | None:
+    """The profile named by --security-opt, loaded now: a bad one is refused before anything exists."""
+    from runtime.seccomp import profile
+
+    if setting == "unconfined":
+        output.note("seccomp: unconfined (asked for)")
+        return None
+    if setting == "default":
+        output.note("seccomp: Docker's default profile")
+        return profile.default()
+    output.note(f"seccomp: the profile in {setting}")
+    return profile.load(setting)
+
+
+def _seccomp_filter(chosen: Profile | None, deny_device_mknod: bool) -> tuple[bytes, int] | None:
+    """The compiled filter and its flags; unconfined still gets the mknod rule where it stands in for
+    a devices cgroup."""
+    from runtime.seccomp import bpf, profile
+
+    if chosen is None:
+        if not deny_device_mknod:
+            return None
+        chosen = profile.allow_all()
+    program = bpf.build(chosen, set(c.DEFAULT_CAPABILITIES.values()), deny_device_mknod=deny_device_mknod)
+    return program, chosen.flags
 
 
 def _refusal(controller: str, found: layout.Layout, root: Sysroot) -> Failure:
@@ -197,14 +238,20 @@ def _container_dir(spec: ContainerSpec) -> str:
     return spec.image.store.sub("containers", spec.container_id)
 
 
-def _image_root(spec: ContainerSpec, storage: str) -> tuple[str, str, str] | None:
+def _image_root(spec: ContainerSpec, storage: str, userns: str) -> tuple[str, str, str] | None:
     """Copy mode: the flattened root, made now. Overlay: the (cwd, target, options) that the setup
-    process mounts in a mount namespace of its own, so the host never sees the mount."""
+    process mounts in a mount namespace of its own, so the host never sees the mount.
+
+    The container's directory is 0700, owned by the host uid of the container's root: that uid must
+    pass through to reach its root, and no other local user may (the root holds the image's setuid
+    binaries and device nodes)."""
     assert spec.image is not None
     store, record = spec.image.store, spec.image.record
     directory = _container_dir(spec)
     os.makedirs(directory, mode=0o700)
-    os.chmod(directory, 0o711)  # container root may be an unprivileged host uid: it must pass through
+    if userns:
+        start, _ = _id_range()
+        os.chown(directory, start, start)
     if storage == "copy":
         from runtime.storage.flatten import flatten
 
@@ -231,12 +278,21 @@ def _remove_container_dir(spec: ContainerSpec) -> None:
     shutil.rmtree(_container_dir(spec), ignore_errors=True)
 
 
-def _create_cgroups(manager: Manager, spec: ContainerSpec) -> None:
+def _create_cgroups(manager: Manager, spec: ContainerSpec) -> bool:
+    """Made, limited and closed to all but Docker's default devices before the init is moved in.
+    Returns whether the devices restriction is in place (manager.devices_restricted says it too);
+    where it is not, the caller falls back to nodev mounts and a seccomp mknod deny."""
     try:
         manager.create()
         manager.apply(spec.limits)
     except OSError as exc:
         raise Failure(f"cannot set up the container's cgroups: {exc}", "", EXIT_RUNTIME) from exc
+    try:
+        output.note(manager.restrict_devices())
+    except DevicesUnrestricted as reason:
+        output.note(f"devices: not limited by a cgroup: {reason}")
+        return False
+    return True
 
 
 def _destroy_cgroups(manager: Manager) -> None:
@@ -266,6 +322,8 @@ def _launch(
     record: state.State,
     userns: str,
     overlay: tuple[str, str, str] | None,
+    seccomp: tuple[bytes, int] | None,
+    nodev: bool,
 ) -> int:
     libc.prctl(c.PR_SET_CHILD_SUBREAPER, 1)
     up_read, up_write = os.pipe2(os.O_CLOEXEC)
@@ -273,7 +331,7 @@ def _launch(
     with open("/proc/sys/kernel/cap_last_cap") as file:
         last_cap = int(file.read())
     launch = child.Launch(
-        userns, os.path.exists("/proc/self/ns/cgroup"), last_cap, up_write, down_read, overlay
+        userns, os.path.exists("/proc/self/ns/cgroup"), last_cap, up_write, down_read, overlay, seccomp, nodev
     )
     # Blocked until the container runs; the children unblock them once they have handlers.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, child.FORWARDED)

@@ -17,10 +17,10 @@ import io
 import json
 import platform
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tests.busybox import GROUP, PASSWD, BusyboxMissing, is_static_elf
 
@@ -482,3 +482,165 @@ def malicious_image(case: str) -> Image:
         raise ValueError(f"unknown malicious case {case!r}: one of {', '.join(cases)}")
     base = [directory("base"), regular("base/ok", b"ok\n")]
     return Image(layers=[base, cases[case]], cmd=["/base/ok"], ref=f"evil-{case}:1")
+
+
+# Hostile variants: a good image with one part replaced. Each edit gets the part as JSON and returns
+# the new part, as a JSON value or as raw bytes (for what is not JSON at all); what names the edited
+# part by digest is re-digested, so the import gets as far as reading it.
+
+Edit = Callable[[Any], object]
+
+
+def _encoded(value: object) -> bytes:
+    return value if isinstance(value, bytes) else _json(value)
+
+
+def docker_save_edited(
+    image: Image,
+    path: Path,
+    *,
+    manifest: Edit | None = None,
+    config: Edit | None = None,
+    manifest_symlink: bool = False,
+    layer_links: dict[int, int | str] | None = None,
+    gzip_layers: bool = False,
+) -> Path:
+    """write_docker_save, then: the config edited (and renamed by its new digest, manifest.json
+    following), manifest.json edited, and with manifest_symlink manifest.json a symlink member to
+    real-manifest.json, which holds it. layer_links makes layer i's layer.tar a symlink member: to
+    layer j's (an int, as docker save writes a layer seen twice) or to a target given as text."""
+    scratch = write_docker_save(image, path.with_name(path.name + ".plain"), gzip_layers=gzip_layers)
+    with tarfile.open(scratch) as source:
+        members = [(m, source.extractfile(m).read() if m.isfile() else None) for m in source]  # type: ignore[union-attr]
+    files = {m.name: data for m, data in members if data is not None}
+    [entry] = json.loads(files["manifest.json"])
+    renamed: dict[str, tuple[str, bytes]] = {}
+    if config is not None:
+        edited = _encoded(config(json.loads(files[entry["Config"]])))
+        renamed[entry["Config"]] = (sha256_hex(edited) + ".json", edited)
+        entry["Config"] = renamed[entry["Config"]][0]
+    links = {
+        entry["Layers"][index]: f"../{entry['Layers'][target]}" if isinstance(target, int) else target
+        for index, target in (layer_links or {}).items()
+    }
+    manifest_bytes = _encoded(manifest([entry]) if manifest is not None else [entry])
+    out: list[Entry] = []
+    for member, data in members:
+        if member.name == "manifest.json":
+            if manifest_symlink:
+                out += [
+                    regular("real-manifest.json", manifest_bytes),
+                    symlink("manifest.json", "real-manifest.json"),
+                ]
+            else:
+                out.append(regular("manifest.json", manifest_bytes))
+        elif member.name in renamed:
+            out.append(regular(*renamed[member.name]))
+        elif member.name in links:
+            out.append(symlink(member.name, links[member.name]))
+        else:
+            out.append(regular(member.name, data) if data is not None else directory(member.name))
+    scratch.unlink()
+    with path.open("wb") as file:
+        _write_entries(file, out)
+    return path
+
+
+def oci_layout_edited(
+    image: Image,
+    directory_: Path,
+    *,
+    index: Edit | None = None,
+    manifest: Edit | None = None,
+    config: Edit | None = None,
+    layout: Edit | None = None,
+) -> Path:
+    """write_oci_layout (gzip layers), then the config, the manifest, index.json and oci-layout
+    edited in that order, each descriptor on the way re-digested."""
+    write_oci_layout(image, directory_)
+    index_json = json.loads((directory_ / "index.json").read_bytes())
+    descriptor = index_json["manifests"][0]
+    manifest_json = json.loads(oci_blob(directory_, "manifest").read_bytes())
+    if config is not None:
+        edited = _encoded(config(json.loads(oci_blob(directory_, "config").read_bytes())))
+        manifest_json["config"].update(_put_blob(directory_, edited))
+    manifest_bytes = _encoded(manifest(manifest_json) if manifest is not None else manifest_json)
+    descriptor.update(_put_blob(directory_, manifest_bytes))
+    (directory_ / "index.json").write_bytes(_encoded(index(index_json) if index is not None else index_json))
+    if layout is not None:
+        (directory_ / "oci-layout").write_bytes(
+            _encoded(layout(json.loads((directory_ / "oci-layout").read_bytes())))
+        )
+    return directory_
+
+
+def _put_blob(layout: Path, data: bytes) -> dict[str, object]:
+    digest = sha256_hex(data)
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def oci_blob(layout: Path, which: str) -> Path:
+    """The blob of an OCI layout's first manifest ("manifest"), its config ("config") or its top
+    layer ("layer")."""
+    descriptor = json.loads((layout / "index.json").read_bytes())["manifests"][0]
+    if which != "manifest":
+        manifest = json.loads((layout / "blobs/sha256" / descriptor["digest"][7:]).read_bytes())
+        descriptor = manifest["config"] if which == "config" else manifest["layers"][-1]
+    return layout / "blobs/sha256" / str(descriptor["digest"]).removeprefix("sha256:")
+
+
+def tar_of_layout(layout: Path, path: Path, *, symlinks: Iterable[Path] = ()) -> Path:
+    """A layout directory as a tar (as write_oci_tar), with each file in `symlinks` written as a
+    symlink member to a copy of it under elsewhere/ instead."""
+    linked = {file.relative_to(layout).as_posix() for file in symlinks}
+    members = [directory("elsewhere")] if linked else []
+    for file in sorted(layout.rglob("*")):
+        name = file.relative_to(layout).as_posix()
+        if file.is_dir():
+            members.append(directory(name))
+        elif name in linked:
+            hops = "../" * name.count("/")
+            members += [
+                regular(f"elsewhere/{file.name}", file.read_bytes()),
+                symlink(name, f"{hops}elsewhere/{file.name}"),
+            ]
+        else:
+            members.append(regular(name, file.read_bytes()))
+    with path.open("wb") as out:
+        _write_entries(out, members)
+    return path
+
+
+def docker_save_directory(image: Image, directory_: Path) -> Path:
+    """A docker-save tarball unpacked into a directory (which `runtime image import` also reads)."""
+    tar_path = write_docker_save(image, directory_.with_name(directory_.name + ".tar"))
+    directory_.mkdir(parents=True)
+    with tarfile.open(tar_path) as tar:
+        for member in tar:
+            target = directory_ / member.name
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+    tar_path.unlink()
+    return directory_
+
+
+def zero_bomb(size_mb: int, ref: str = "bomb:1") -> Image:
+    """One layer of size_mb MiB of zeros: gzip makes it about a thousandth of that."""
+    return Image(layers=[[regular("zeros", bytes(size_mb * 1024 * 1024))]], cmd=["/zeros"], ref=ref)
+
+
+def setuid_image(busybox: str = "/bin/busybox") -> Image:
+    """busybox as a setuid-root file and a world-readable and -writable device node (1:3, null)
+    beside an ordinary file: what a local user must not reach through the store."""
+    base = busybox_layer(busybox)
+    extra = [
+        directory("evil"),
+        regular("evil/suid-busybox", Path(busybox).read_bytes(), 0o4755),
+        Entry("evil/null", "chardev", mode=0o666, major=1, minor=3),
+        regular("evil/readable", b"secret\n", 0o644),
+    ]
+    return Image(layers=[base, extra], cmd=["/bin/sh"], ref="setuid-test:1")

@@ -12,6 +12,14 @@ from runtime.linux.mountinfo import Mount
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNIFIED = "/sys/fs/cgroup/unified"
 V1, V2, HYBRID, NONE = "v1", "v2", "hybrid", "none"
+# How a container's devices are limited: the v1 devices controller, an eBPF program on its cgroup2
+# directory, or no cgroup mechanism at all (the caller falls back to nodev mounts).
+DEVICES_V1, DEVICES_EBPF, DEVICES_NONE = "v1", "ebpf", "none"
+DEVICES_SAID = {
+    DEVICES_V1: "the cgroup v1 devices controller's allowlist",
+    DEVICES_EBPF: "an eBPF device program on the container's cgroup v2 directory",
+    DEVICES_NONE: "no cgroup mechanism here (neither a v1 devices controller nor cgroup2)",
+}
 V1_ONLY_CONTROLLERS = frozenset({"cpuacct", "devices", "freezer", "net_cls", "net_prio", "blkio"})
 KNOWN_CONTROLLERS = (
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
@@ -53,6 +61,16 @@ class Layout:
         if self.v2_mount is not None and (name in self.v2_controllers or implicit):
             return V2, self.v2_mount
         return NONE, None
+
+    def v1_mount_points(self) -> dict[str, str]:
+        """Every v1 hierarchy, named ones (name=systemd) included: each of its names -> its mount point.
+        A hierarchy mounted twice is one (the first mount, as where() has it); generic mount options
+        (rw, xattr, clone_children, ...) are no names."""
+        return {
+            name: mount.mount_point
+            for name, mount in self.v1.items()
+            if name.startswith("name=") or name in self.proc or name in KNOWN_CONTROLLERS
+        }
 
     def names(self) -> list[str]:
         """Every controller worth a word here, without those that only restate v1 versus v2 (v1-only
@@ -107,3 +125,15 @@ def read(root: Sysroot) -> Layout:
     mode, v2_mount = detect_mode(root)
     v2_controllers = root.words(f"{v2_mount}/cgroup.controllers") if v2_mount else []
     return Layout(mode, v2_mount, v1_hierarchies(root), v2_controllers, read_proc_cgroups(root))
+
+
+def devices_mechanism(found: Layout, forced: str = "") -> str | None:
+    """The v1 devices controller where it is mounted, else an eBPF program on the cgroup2 directory
+    (cgroup2 holds device programs with no controller enabled: /sys/fs/cgroup/unified on a hybrid
+    host will do), else DEVICES_NONE. forced picks one this host offers, or gets None."""
+    offered = [DEVICES_V1] if "devices" in found.v1 else []
+    if found.v2_mount is not None:
+        offered.append(DEVICES_EBPF)
+    if forced:  # the fallback (none) is always on offer
+        return forced if forced in (*offered, DEVICES_NONE) else None
+    return offered[0] if offered else DEVICES_NONE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from runtime.cgroups import layout
 from runtime.cgroups.base import Cgroup, CgroupError, Limits
+from runtime.cgroups.devices import DEFAULT_RULES, Rule
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
 
@@ -16,14 +17,31 @@ class Unavailable(Exception):
         self.controller = controller
 
 
-class Manager:
-    __slots__ = ("parts",)
+class DevicesUnrestricted(Exception):
+    """No cgroup can limit the container's devices here; str() says why (the caller falls back)."""
 
-    def __init__(self, parts: tuple[Cgroup, ...]) -> None:
+
+class Manager:
+    __slots__ = ("devices", "devices_restricted", "parts")
+
+    def __init__(self, parts: tuple[Cgroup, ...], devices: str = layout.DEVICES_NONE) -> None:
         self.parts = parts
+        self.devices = devices  # the mechanism planned: layout.DEVICES_V1, DEVICES_EBPF or DEVICES_NONE
+        self.devices_restricted = False  # set once restrict_devices() has put it in place
 
     def directories(self) -> list[str]:
         return [directory for part in self.parts for directory in part.directories()]
+
+    def v1_directories(self) -> list[str]:
+        """The container's directory in each v1 hierarchy: a single-threaded process moves itself into
+        one by writing "0" to its tasks file, which takes no global lock (no RCU grace period)."""
+        return [
+            directory for part in self.parts if isinstance(part, V1Cgroup) for directory in part.directories()
+        ]
+
+    def v2_directory(self) -> str | None:
+        """The container's cgroup2 directory: clone3(CLONE_INTO_CGROUP) starts a process in it unmoved."""
+        return next((part.leaf for part in self.parts if isinstance(part, V2Cgroup)), None)
 
     def create(self) -> None:
         made: list[Cgroup] = []
@@ -44,6 +62,26 @@ class Manager:
         for part in self.parts:
             part.apply(limits)
 
+    def restrict_devices(self, rules: tuple[Rule, ...] = DEFAULT_RULES) -> str:
+        """Allow only rules' devices (Docker's list), on cgroups made but not yet joined: call it after
+        create() and before add(). Returns what it did, in a line for --verbose; raises
+        DevicesUnrestricted with the reason where nothing here can (no devices controller nor cgroup2,
+        or the kernel refuses the eBPF program, as without CONFIG_CGROUP_BPF)."""
+        part = self._devices_part()
+        try:
+            done = part.restrict_devices(rules)
+        except OSError as exc:
+            raise DevicesUnrestricted(f"{layout.DEVICES_SAID[self.devices]} failed: {exc}") from exc
+        self.devices_restricted = True
+        return done
+
+    def _devices_part(self) -> V1Cgroup | V2Cgroup:
+        wanted = {layout.DEVICES_V1: V1Cgroup, layout.DEVICES_EBPF: V2Cgroup}.get(self.devices)
+        for part in self.parts:
+            if wanted is not None and isinstance(part, wanted):
+                return part
+        raise DevicesUnrestricted(layout.DEVICES_SAID[layout.DEVICES_NONE])
+
     def oom_kills(self) -> int:
         return sum(part.oom_kills() for part in self.parts)
 
@@ -58,26 +96,29 @@ class Manager:
             raise errors[0]
 
 
-def plan(found: layout.Layout, container_id: str, limits: Limits) -> Manager | None:
-    """Each limited controller is handled where it lives; refuses (Unavailable) before anything
-    is created when one lives nowhere.
+def plan(found: layout.Layout, container_id: str, limits: Limits, devices: str | None = None) -> Manager:
+    """A cgroup in every hierarchy mounted here (each v1 one, named ones too, and cgroup2), so that
+    the cgroup namespace the init unshares once it is moved is rooted at the container's own cgroup
+    everywhere: without it a container that gains a user namespace could mount a v1 hierarchy and
+    write the host's cgroups. Each limit goes where its controller lives; refuses (Unavailable)
+    before anything is created when one lives nowhere. devices is the mechanism
+    (layout.devices_mechanism's choice when None).
 
-    Without limits there is no cgroup at all: the PID namespace already holds every process of the
-    container, and moving a process into a cgroup costs an RCU grace period (10-20 ms on some hosts),
-    half of a whole `runc run`."""
-    v1: dict[str, str] = {}
+    The moves cost one RCU grace period (10-20 ms on some hosts) for the first hierarchy, the others
+    follow at once (the sync the first one waited for is still in force), and the init mounts
+    meanwhile (see container._join_cgroups)."""
     v2: list[str] = []
     for name in limits.controllers():
-        where, mount = found.where(name)
-        if where == layout.V1 and mount:
-            v1[name] = mount
-        elif where == layout.V2:
+        where, _ = found.where(name)
+        if where == layout.V2:
             v2.append(name)
-        else:
+        elif where != layout.V1:
             raise Unavailable(name)
     parts: list[Cgroup] = []
-    if v1:
-        parts.append(V1Cgroup(container_id, v1))
-    if v2 and found.v2_mount:
+    hierarchies = found.v1_mount_points()
+    if hierarchies:
+        parts.append(V1Cgroup(container_id, hierarchies))
+    if found.v2_mount:
         parts.append(V2Cgroup(container_id, tuple(v2), found.v2_mount))
-    return Manager(tuple(parts)) if parts else None
+    chosen = devices if devices is not None else layout.devices_mechanism(found)
+    return Manager(tuple(parts), chosen or layout.DEVICES_NONE)

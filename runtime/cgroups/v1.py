@@ -1,12 +1,18 @@
-"""cgroup v1: one directory per controller hierarchy."""
+"""cgroup v1: one directory per hierarchy, named ones (name=systemd) included."""
 
 from __future__ import annotations
 
+import errno
 import os
 
-from runtime.cgroups.base import SUBTREE, Cgroup, Limits, read, read_keyed, write
+from runtime.cgroups.base import SUBTREE, Cgroup, CgroupError, Limits, read, read_keyed, write
+
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    from runtime.cgroups.devices import Rule
 
 CPU_PERIOD_US = 100_000
+CPUSET_FILES = ("cpuset.cpus", "cpuset.mems")
 
 
 class V1Cgroup(Cgroup):
@@ -20,6 +26,19 @@ class V1Cgroup(Cgroup):
     def create(self) -> None:
         for directory in self.directories():
             os.makedirs(directory)
+        if "cpuset" in self.dirs:
+            _inherit_cpuset(os.path.dirname(self.dirs["cpuset"]))
+            _inherit_cpuset(self.dirs["cpuset"])
+
+    def restrict_devices(self, rules: tuple[Rule, ...]) -> str:
+        """Deny everything, then allow each rule: a new devices cgroup starts with its parent's "a *:* rwm"."""
+        if "devices" not in self.dirs:
+            raise CgroupError(errno.ENOENT, "no cgroup v1 devices controller is mounted")
+        directory = self.dirs["devices"]
+        write(os.path.join(directory, "devices.deny"), "a")
+        for rule in rules:
+            write(os.path.join(directory, "devices.allow"), rule.v1_line())  # one rule per write
+        return f"devices: cgroup v1 devices allowlist at {directory}"
 
     def apply(self, limits: Limits) -> None:
         if limits.memory is not None and "memory" in self.dirs:
@@ -41,3 +60,13 @@ class V1Cgroup(Cgroup):
         if "oom_kill" in control:  # 4.13+
             return control["oom_kill"]
         return 1 if read(os.path.join(self.dirs["memory"], "memory.failcnt")).strip() not in ("", "0") else 0
+
+
+def _inherit_cpuset(directory: str) -> None:
+    """A new v1 cpuset has no CPUs and no memory nodes, and refuses processes (ENOSPC) until it gets
+    some: its parent's, as cgroup.clone_children would have copied them."""
+    parent = os.path.dirname(directory)
+    for name in CPUSET_FILES:
+        path = os.path.join(directory, name)
+        if os.path.exists(path) and not read(path).strip():
+            write(path, read(os.path.join(parent, name)).strip())

@@ -6,6 +6,10 @@ import os
 
 from runtime.cgroups.base import SUBTREE, Cgroup, Limits, kill_procs, read, read_keyed, write
 
+TYPE_CHECKING = False  # not typing's: see runtime/errors.py
+if TYPE_CHECKING:
+    from runtime.cgroups.devices import Rule
+
 CPU_PERIOD_US = 100_000
 
 
@@ -41,6 +45,17 @@ class V2Cgroup(Cgroup):
             write(self._file("cpu.max"), f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         if limits.pids is not None and "pids" in self.controllers:
             write(self._file("pids.max"), str(limits.pids))
+
+    def restrict_devices(self, rules: tuple[Rule, ...]) -> str:
+        """cgroup v2 has no devices files: an eBPF program on the leaf decides each open and mknod."""
+        from runtime.cgroups.devices import program
+        from runtime.linux import bpf
+
+        code = program(rules)
+        bpf.attach_to_cgroup(
+            self.leaf, bpf.BPF_PROG_TYPE_CGROUP_DEVICE, code, bpf.BPF_CGROUP_DEVICE, "runtime_devices"
+        )
+        return f"devices: eBPF device program on {self.leaf}"
 
     def _file(self, name: str) -> str:
         return os.path.join(self.leaf, name)

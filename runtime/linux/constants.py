@@ -42,8 +42,6 @@ PR_GET_NO_NEW_PRIVS = 39
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_IS_SET = 1
 SECCOMP_MODE_FILTER = 2
-SECCOMP_SET_MODE_FILTER = 1
-SYS_SECCOMP = 317
 
 # x86_64 syscall numbers for calls glibc 2.36 does not wrap everywhere
 SYS_PIVOT_ROOT = 155

@@ -123,15 +123,3 @@ def sethostname(name: str) -> None:
     # socket.sethostname would do, but importing socket costs 6 ms on the start path.
     encoded = name.encode()
     _sethostname(encoded, len(encoded))
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-def seccomp_set_filter(program: bytes) -> None:
-    """Install a classic-BPF seccomp filter (8-byte struct sock_filter instructions) on this thread.
-    The caller has set no_new_privs; the filter outlives exec."""
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
-    syscall(c.SYS_SECCOMP, c.SECCOMP_SET_MODE_FILTER, 0, ctypes.addressof(fprog))

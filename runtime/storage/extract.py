@@ -13,6 +13,7 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections.abc import Callable
 from typing import Protocol
 
 from runtime.errors import Failure
@@ -37,14 +38,17 @@ class HashingReader:
     """Reads through to a stream and hashes what passes: a digest computed while the layer unpacks.
     peek() looks ahead (for a compression magic) without losing the bytes."""
 
-    def __init__(self, stream: Readable) -> None:
+    def __init__(self, stream: Readable, meter: Callable[[int], None] | None = None) -> None:
         self.stream = stream
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.ahead = b""
+        self.meter = meter  # told each read's size: may raise to stop the read
 
     def _pull(self, size: int) -> bytes:
         data = self.stream.read(size)
+        if self.meter:
+            self.meter(len(data))
         self.sha256.update(data)
         self.size += len(data)
         return data
@@ -79,23 +83,37 @@ def member_path(name: str, layer: str) -> str:
 
 
 class Extractor:
-    def __init__(self, dest: str, layer: str, may_mknod: bool) -> None:
+    def __init__(
+        self, dest: str, layer: str, may_mknod: bool, meter: Callable[[int], None] | None = None
+    ) -> None:
         self.dest = dest
         self.layer = layer
         self.may_mknod = may_mknod
         self.chown = os.geteuid() == 0
+        self.meter = meter  # told the size of the uncompressed tar as it streams (see storage/space.py)
 
     def extract(self, stream: Readable) -> tuple[str, int]:
         """Unpack the tar read from stream; return the sha256 hex and size of the uncompressed tar."""
-        reader = HashingReader(stream)
+        reader = HashingReader(stream, self.meter)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
                 for member in tar:
-                    self._member(tar, member)
+                    self._unpacked(tar, member)
         except tarfile.TarError as exc:
             raise Refused(self.layer, f"not a readable tar: {exc}") from exc
         reader.drain()
         return reader.sha256.hexdigest(), reader.size
+
+    def _unpacked(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """One member; what the file system refuses (a name too long, a full disk) names the member."""
+        if "\0" in member.name or "\0" in member.linkname:
+            raise Refused(self.layer, f"{member.name!r} has a NUL byte in its name or link")
+        try:
+            self._member(tar, member)
+        except OSError as exc:
+            if exc.errno is None:  # not the file system's: a stream error (gzip's), for the caller
+                raise
+            raise Refused(self.layer, f"cannot unpack {member.name!r}: {exc.strerror}") from exc
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         relative = member_path(member.name, self.layer)

@@ -92,4 +92,7 @@ def collect_layers(store: Store) -> int:
             pass
         shutil.rmtree(store.sub("layers", diff_id))
         removed += 1
+    for short in os.listdir(store.sub("l")):  # a commit killed between a short link and its layer's link file
+        if not os.path.exists(store.sub("l", short)):
+            os.unlink(store.sub("l", short))
     return removed

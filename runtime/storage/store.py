@@ -8,7 +8,10 @@
     <root>/containers/<id>/            upper, work and merged (overlay) or rootfs (copy)
     <root>/tmp/                        imports in progress; nothing there is part of the store
 
-The root is /var/lib/runtime, or $RUNTIME_STORE.
+The root is /var/lib/runtime, or $RUNTIME_STORE. Others have no way in: layers hold what images
+hold (setuid-root files, device nodes), so layers/, images/, refs/, l/ and tmp/ are 0700 and the root
+0711. containers/ is 0711, traversable and not listable: in copy mode a container's root is an
+unprivileged host uid that must reach its rootfs. Overlay lowerdirs are mounted by host root.
 """
 
 from __future__ import annotations
@@ -21,16 +24,103 @@ DEFAULT_ROOT = "/var/lib/runtime"
 SHORT_LINK_LENGTH = 26  # as Docker's overlay2: keeps lowerdir= short, see storage/overlay.py
 
 
+MODES = {
+    "": 0o711,
+    "layers": 0o700,
+    "l": 0o700,
+    "images": 0o700,
+    "refs": 0o700,
+    "containers": 0o711,
+    "tmp": 0o700,
+}
+NAME_MAX = 255  # a reference is one file name in refs/, and _point writes NAME.tmp first
+TEMPORARY_SUFFIX = ".tmp"
+
+# Docker's reference grammar (distribution/reference), without digests; by hand, since `re` costs
+# milliseconds on `runtime run`'s start path.
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TAG_FIRST = _ALNUM | {"_"}
+_TAG_REST = _TAG_FIRST | {".", "-"}
+NOT_IN_GRAMMAR = "it is not in Docker's reference grammar"
+NAME_GRAMMAR = (
+    "a name is lowercase letters and digits, with '.', '_', '__' or '-' inside, in parts joined by '/' "
+    "(after an optional registry host[:port]), then an optional :TAG of up to 128 letters, digits, '_', '.' "
+    "or '-' (not first)"
+)
+
+
 def with_tag(name: str) -> str:
     """name:tag, adding :latest; a registry's port (host:5000/name) is not a tag."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-def valid_reference(name: str) -> bool:
-    """What may name an image here: printable, no whitespace, no empty or dot-only path parts."""
-    if not name or len(name) > 255 or any(ch.isspace() or not ch.isprintable() for ch in name):
+def _split_tag(name: str) -> tuple[str, str | None]:
+    repository, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:
+        return name, None
+    return repository, tag
+
+
+def _runs(text: str, members: frozenset[str]) -> list[str]:
+    """text cut where it goes in or out of members: "ab.-c" -> ["ab", ".-", "c"]."""
+    runs: list[str] = []
+    for ch in text:
+        if runs and (runs[-1][-1] in members) == (ch in members):
+            runs[-1] += ch
+        else:
+            runs.append(ch)
+    return runs
+
+
+def _path_component(text: str) -> bool:
+    runs = _runs(text, _LOWER_ALNUM)
+    if not runs or runs[0][0] not in _LOWER_ALNUM or runs[-1][0] not in _LOWER_ALNUM:
         return False
-    return all(part not in ("", ".", "..") for part in name.split("/"))
+    separators = runs[1::2]
+    return all(sep in (".", "_", "__") or set(sep) == {"-"} for sep in separators)
+
+
+def _domain(text: str) -> bool:
+    host, colon, port = text.partition(":")
+    if colon and not (port.isdigit() and port.isascii()):
+        return False
+    for part in host.split("."):
+        if not part or part[0] not in _ALNUM or part[-1] not in _ALNUM:
+            return False
+        if any(ch not in _ALNUM and ch != "-" for ch in part):
+            return False
+    return True
+
+
+def stored_name(name: str) -> str:
+    """The file name of a reference in refs/. The grammar has no '%', so the escape cannot collide."""
+    return name.replace("/", "%2F")
+
+
+def reference_problem(name: str) -> str | None:
+    """Why name (NAME[:TAG]) cannot name an image here, or None when it can."""
+    repository, tag = _split_tag(name)
+    components = repository.split("/")
+    if len(components) > 1 and _domain(components[0]):
+        components = components[1:]
+    if tag is not None and not (
+        0 < len(tag) <= 128 and tag[0] in _TAG_FIRST and all(ch in _TAG_REST for ch in tag)
+    ):
+        return NOT_IN_GRAMMAR
+    if not all(_path_component(part) for part in components):
+        return NOT_IN_GRAMMAR
+    length = len(stored_name(with_tag(name)).encode()) + len(TEMPORARY_SUFFIX)
+    if length > NAME_MAX:
+        return (
+            f"it is too long: the store writes it as a {length - len(TEMPORARY_SUFFIX)}-byte file name "
+            f"({NAME_MAX - len(TEMPORARY_SUFFIX)} at most; each '/' takes 3)"
+        )
+    return None
+
+
+def valid_reference(name: str) -> bool:
+    return reference_problem(name) is None
 
 
 def root() -> str:
@@ -131,14 +221,49 @@ class Store:
         return os.path.join(self.path, *parts)
 
     def ensure(self) -> None:
-        for name in ("layers", "l", "images", "refs", "containers", "tmp"):
-            os.makedirs(self.sub(name), mode=0o711, exist_ok=True)
+        """Make the store, or give every part of it its mode (an older runtime made them looser)."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        for name, mode in MODES.items():
+            path = self.sub(name) if name else self.path
+            try:
+                os.mkdir(path, mode)
+            except FileExistsError:
+                pass
+            os.chmod(path, mode)  # mkdir's mode went through the umask; an old store had others'
+
+    def quick_ensure(self) -> None:
+        """For `runtime run`'s start path: two stats when the store is as it should be, and the full
+        ensure() when the root or layers/ (what guards the layers) has another mode, or is missing."""
+        for name in ("", "layers"):
+            try:
+                mode = os.stat(self.sub(name) if name else self.path).st_mode
+            except FileNotFoundError:
+                break
+            if stat.S_IMODE(mode) != MODES[name]:
+                break
+        else:
+            return
+        self.ensure()
 
     def lock(self, exclusive: bool) -> int:
         """A whole-store lock: imports and removals take it exclusively, runs shared. Close to release."""
-        self.ensure()
+        if exclusive:
+            self.ensure()
+        else:
+            self.quick_ensure()
         fd = os.open(self.sub("lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        return fd
+
+    def try_lock(self) -> int | None:
+        """The exclusive lock if nobody holds the store (no import, rm or claiming run), else None."""
+        self.ensure()
+        fd = os.open(self.sub("lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
         return fd
 
     # --- layers ---
@@ -163,18 +288,24 @@ class Store:
     # --- images and references ---
 
     def ref_path(self, name: str) -> str:
-        return self.sub("refs", name.replace("/", "%2F"))
+        return self.sub("refs", stored_name(name))
 
     def resolve(self, name: str) -> str | None:
-        """An image id from a name (name:tag, name meaning name:latest) or an id (prefix)."""
+        """An image id from a name (name:tag, name meaning name:latest) or an id (prefix). A name outside
+        the grammar names nothing: it is never made a path ("..", "a%2F..")."""
         for candidate in dict.fromkeys((name, with_tag(name))):
+            if not valid_reference(candidate):
+                continue
             try:
                 with open(self.ref_path(candidate)) as file:
                     return file.read().strip()
-            except FileNotFoundError:
+            except (FileNotFoundError, IsADirectoryError):
                 continue
-        ids = [image for image in self.image_ids() if image.startswith(name.removeprefix("sha256:"))]
-        return ids[0] if len(ids) == 1 and len(name.removeprefix("sha256:")) >= 6 else None
+        prefix = name.removeprefix("sha256:")
+        if len(prefix) < 6 or any(ch not in "0123456789abcdef" for ch in prefix):
+            return None
+        ids = [image for image in self.image_ids() if image.startswith(prefix)]
+        return ids[0] if len(ids) == 1 else None
 
     def image_ids(self) -> list[str]:
         try:

@@ -145,6 +145,16 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def forked_workload(init: int) -> int:
+    """The init's one child: the state names the init before the init has forked the workload."""
+    deadline = time.monotonic() + DEADLINE
+    while not (found := children(init)):
+        assert time.monotonic() < deadline, f"the init {init} forked no workload"
+        time.sleep(0.01)
+    (workload,) = found
+    return workload
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -295,7 +305,7 @@ def test_cpu_limit_throttles_a_busy_loop(start: Callable[..., Background]) -> No
     container = start("--cpus", "0.2", "sh", "-c", "echo busy; while :; do :; done")
     container.wait_for_output("busy")
     state = container.state()
-    (workload,) = children(int(state["init_pid"]))
+    workload = forked_workload(int(state["init_pid"]))
     before, began = cpu_seconds(workload), time.monotonic()
     time.sleep(1.5)
     share = (cpu_seconds(workload) - before) / (time.monotonic() - began)
@@ -492,7 +502,7 @@ def test_private_root_is_an_unprivileged_host_uid(start: Callable[..., Backgroun
     container = start("sh", "-c", "echo ready; exec sleep 30")
     container.wait_for_output("ready")
     init = int(container.state()["init_pid"])
-    (workload,) = children(init)
+    workload = forked_workload(init)
     uids = Path(f"/proc/{workload}/status").read_text().split("Uid:")[1].split()[:4]
     assert uids == [str(subordinate_range()[0])] * 4
 
@@ -529,7 +539,7 @@ def test_gc_after_the_runtime_was_killed(start: Callable[..., Background]) -> No
     container = start("--memory", "64m", "sleep", "30")
     state = container.state()
     init = int(state["init_pid"])
-    (workload,) = children(init)
+    workload = forked_workload(init)
     assert container.kill_runtime() == -signal.SIGKILL
     assert alive(init) and alive(workload)
     assert container.name not in runtime("ps").stdout  # its runtime is gone

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
+from runtime.cgroups import devices, v1
 from runtime.cgroups.base import Limits
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
@@ -74,3 +78,48 @@ def test_v1_oom_kills_from_oom_control(tmp_path: Path) -> None:
 def test_co_mounted_controllers_share_a_directory(tmp_path: Path) -> None:
     both = str(tmp_path / "cpu,cpuacct")
     assert len(V1Cgroup("c0ffee", {"cpu": both, "cpuacct": both}).directories()) == 1
+
+
+def test_v1_devices_deny_all_then_allow_each_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[tuple[str, str]] = []
+    monkeypatch.setattr(v1, "write", lambda path, value: written.append((path, value)))
+    group = V1Cgroup("c0ffee", {"devices": str(tmp_path / "devices"), "pids": str(tmp_path / "pids")})
+    said = group.restrict_devices(devices.DEFAULT_RULES)
+    leaf = str(tmp_path / "devices/runtime/c0ffee")
+    assert written[0] == (f"{leaf}/devices.deny", "a")  # first: nothing is allowed, then the list
+    assert written[1:] == [(f"{leaf}/devices.allow", rule.v1_line()) for rule in devices.DEFAULT_RULES]
+    assert said == f"devices: cgroup v1 devices allowlist at {leaf}"
+
+
+def test_v1_without_a_devices_hierarchy_cannot_restrict(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="devices controller"):
+        V1Cgroup("c0ffee", {"pids": str(tmp_path / "pids")}).restrict_devices(devices.DEFAULT_RULES)
+
+
+def test_v1_cpuset_directories_get_the_parents_cpus_and_mems(tmp_path: Path) -> None:
+    # an empty cpuset.cpus refuses every process (ENOSPC): the runtime's directory and the container's
+    # start with their parent's
+    mount = tmp_path / "cpuset"
+    mount.mkdir()
+    (mount / "cpuset.cpus").write_text("0-1\n")
+    (mount / "cpuset.mems").write_text("0\n")
+    real_makedirs = os.makedirs
+
+    def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:
+        real_makedirs(name, mode, exist_ok)
+        if not name.startswith(str(mount)):
+            return
+        for parent in (Path(name).parent, Path(name)):  # what the kernel shows in a new cpuset
+            for file in ("cpuset.cpus", "cpuset.mems"):
+                if not (parent / file).exists():
+                    (parent / file).write_text("\n")
+
+    group = V1Cgroup("c0ffee", {"cpuset": str(mount), "name=systemd": str(tmp_path / "systemd")})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "makedirs", makedirs)
+        group.create()
+    for directory in (mount / "runtime", mount / "runtime/c0ffee"):
+        assert (directory / "cpuset.cpus").read_text() == "0-1"
+        assert (directory / "cpuset.mems").read_text() == "0"
+    assert (tmp_path / "systemd/runtime/c0ffee").is_dir()
+    assert not (tmp_path / "systemd/runtime/c0ffee/cpuset.cpus").exists()

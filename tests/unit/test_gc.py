@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
 from runtime import gc, state
+from runtime.linux import constants, libc
+from runtime.storage import importer, overlay
+from runtime.storage.store import Store
 
 
 @pytest.fixture
 def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(state, "STATE_ROOT", str(tmp_path))
+    monkeypatch.setenv("RUNTIME_STORE", str(tmp_path / "no-store"))  # never the host's
     (tmp_path / "containers").mkdir()
     (tmp_path / "names").mkdir()
     return tmp_path
@@ -60,3 +66,187 @@ def test_a_live_runtime_s_container_is_left_alone(state_root: Path) -> None:
     alive.save()
     assert gc.collect() == []
     assert os.listdir(state_root / "containers") == ["eeee"]
+
+
+# --- the image store's leftovers ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    made = Store(str(tmp_path / "store"))
+    made.ensure()
+    monkeypatch.setenv("RUNTIME_STORE", made.path)
+    return made
+
+
+def live_state(container_id: str) -> state.State:
+    me = os.getpid()
+    found = state.State(container_id, f"n-{container_id}", "true", me, state.start_time(me), created=0.0)
+    os.makedirs(found.directory)
+    found.save()
+    return found
+
+
+def root_of(store: Store, container_id: str, megabytes: int = 0) -> Path:
+    root = Path(store.sub("containers", container_id))
+    (root / "rootfs/bin").mkdir(parents=True)
+    (root / "rootfs/bin/data").write_bytes(b"x" * (megabytes << 20))
+    return root
+
+
+def test_a_container_root_nobody_owns_is_removed(state_root: Path, store: Store) -> None:
+    root_of(store, "orphan1", megabytes=2)
+    assert gc.collect() == ["containers/orphan1: a container root no live container owns (2.0 MiB)"]
+    assert os.listdir(store.sub("containers")) == []
+
+
+def test_a_dead_runtime_s_container_root_goes_with_its_state(state_root: Path, store: Store) -> None:
+    dead = state.State("dead1", "job", "true", runtime_pid=2**22 + 7, runtime_start="1", created=0.0)
+    os.makedirs(dead.directory)
+    dead.save()
+    root_of(store, "dead1")
+    assert gc.collect() == [
+        "job (dead1): killed, 0 cgroup(s) removed",
+        "containers/dead1: a container root no live container owns (0.0 MiB)",
+    ]
+    assert os.listdir(store.sub("containers")) == []
+
+
+def test_a_live_container_s_root_is_left_alone(state_root: Path, store: Store) -> None:
+    live_state("live1")
+    root_of(store, "live1")
+    assert gc.collect() == []
+    assert os.listdir(store.sub("containers")) == ["live1"]
+
+
+def test_a_run_starting_while_gc_reads_the_states_keeps_its_root(
+    state_root: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run claims its state, then makes its root: here both happen just after gc has read the states.
+    gc listed the roots before, so it never sees this one."""
+    real = state.load_all
+    started: list[str] = []
+
+    def racing() -> list[state.State]:
+        found = real()
+        if not started:
+            started.append("new1")
+            live_state("new1")
+            root_of(store, "new1")
+        return found
+
+    monkeypatch.setattr(state, "load_all", racing)
+    assert gc.collect() == []
+    assert os.listdir(store.sub("containers")) == ["new1"]
+
+
+def test_a_mount_under_an_orphan_root_is_detached_before_removal(
+    state_root: Path, store: Store, tmp_path: Path
+) -> None:
+    merged = root_of(store, "mounted1") / "merged"
+    merged.mkdir()
+    outside = tmp_path / "must-survive"
+    outside.mkdir()
+    (outside / "file").write_text("kept\n")
+    libc.mount(str(outside), str(merged), None, constants.MS_BIND)
+    try:
+        removed = gc.collect()
+    finally:
+        with open("/proc/self/mountinfo") as file:
+            if str(merged) in file.read():
+                libc.umount(str(merged), constants.MNT_DETACH)
+    assert removed == [
+        "containers/mounted1: a container root no live container owns (0.0 MiB, 1 mount(s) detached)"
+    ]
+    assert (outside / "file").read_text() == "kept\n"  # removed the root, not through the mount
+    assert os.listdir(store.sub("containers")) == []
+
+
+def test_a_running_import_s_directory_is_left_alone_and_a_dead_one_s_removed(
+    state_root: Path, store: Store
+) -> None:
+    work, owner = importer.claim_work_dir(store)
+    assert os.path.basename(work).startswith("import-")
+    (Path(work) / "layer").mkdir()
+    try:
+        assert gc.collect() == []
+        assert os.path.isdir(work)
+    finally:
+        os.close(owner)  # as the kernel does when the importer dies
+    assert gc.collect() == [f"tmp/{os.path.basename(work)}: an import that is no longer running (0.0 MiB)"]
+    assert os.listdir(store.sub("tmp")) == []
+
+
+def test_an_import_of_another_process_counts_as_running(state_root: Path, store: Store) -> None:
+    ready, go = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # never back into pytest, whatever happens
+        try:
+            importer.claim_work_dir(store)
+            os.write(go, b"x")
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"x"
+        assert gc.collect() == []
+        assert len(os.listdir(store.sub("tmp"))) == 1
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    [line] = gc.collect()
+    assert "an import that is no longer running" in line
+
+
+def test_ownerless_import_directories_are_removed_once_stale(state_root: Path, store: Store) -> None:
+    tmp = Path(store.sub("tmp"))
+    for name in ("import-old", ".new-old", "import-young", ".new-young", "unrelated"):
+        (tmp / name).mkdir()
+    for name in ("import-old", ".new-old", "unrelated"):
+        age(tmp / name, 120)
+    assert sorted(gc.collect()) == [
+        "tmp/.new-old: an import that is no longer running (0.0 MiB)",
+        "tmp/import-old: an import that is no longer running (0.0 MiB)",
+    ]
+    assert sorted(os.listdir(tmp)) == [".new-young", "import-young", "unrelated"]
+
+
+def test_gc_gives_a_loose_store_its_modes(state_root: Path, store: Store) -> None:
+    for part in ("", "layers", "images", "tmp"):
+        os.chmod(store.sub(part) if part else store.path, 0o755)
+    gc.collect()
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o711
+    assert stat.S_IMODE(os.stat(store.sub("layers")).st_mode) == 0o700
+
+
+def test_gc_without_a_store_makes_none(
+    state_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIME_STORE", str(tmp_path / "absent"))
+    assert gc.collect() == []
+    assert not os.path.exists(tmp_path / "absent")
+
+
+def orphan_layer(store: Store, diff_id: str) -> None:
+    """A layer moved into the store by an import killed before it wrote the image that names it."""
+    os.makedirs(store.sub("layers", diff_id, "diff"))
+    (Path(store.sub("layers", diff_id)) / "size").write_text("0")
+    overlay.make_short_link(store, diff_id)
+
+
+def test_layers_no_image_names_are_removed(state_root: Path, store: Store) -> None:
+    orphan_layer(store, "ab" * 32)
+    os.symlink("../layers/gone/diff", store.sub("l", "DANGLING"))  # its layer's link file never written
+    assert gc.collect() == ["layers: 1 layer(s) that no image names"]
+    assert os.listdir(store.sub("layers")) == []
+    assert os.listdir(store.sub("l")) == []
+
+
+def test_layers_are_left_while_an_import_or_rm_holds_the_store(state_root: Path, store: Store) -> None:
+    orphan_layer(store, "cd" * 32)
+    lock = store.lock(exclusive=True)  # an import in progress: its layers may be on their way in
+    try:
+        assert gc.collect() == []
+    finally:
+        os.close(lock)
+    assert os.listdir(store.sub("layers")) == ["cd" * 32]

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ from runtime import cli, container, output
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.features.probes import Outcome
 from runtime.features.sysroot import Sysroot
-from runtime.storage import importer, overlay
+from runtime.linux import constants, libc
+from runtime.storage import archive, importer, overlay
+from runtime.storage import store as store_module
 from runtime.storage.extract import OPAQUE_XATTR, Extractor, Refused
 from runtime.storage.flatten import flatten
 from runtime.storage.store import SHORT_LINK_LENGTH, Store, top_file
@@ -785,3 +787,216 @@ def test_user_names_are_never_read_through_a_symlink_out_of_the_layer(store: Sto
     record = import_(store, write(image, "docker", tmp_path)).record
     assert os.readlink(os.path.join(store.layer_dir(record.layers[0]), "etc")) == "/etc"
     assert top_file(store, record, "etc/passwd") is None
+
+
+# --- the store's modes ----------------------------------------------------------------------------------
+
+MODES = {
+    "": 0o711,
+    "layers": 0o700,
+    "l": 0o700,
+    "images": 0o700,
+    "refs": 0o700,
+    "tmp": 0o700,
+    "containers": 0o711,
+}
+
+
+def modes(store: Store) -> dict[str, int]:
+    return {part: stat.S_IMODE(os.stat(store.sub(part) if part else store.path).st_mode) for part in MODES}
+
+
+def test_a_new_store_gives_others_no_way_in(tmp_path: Path) -> None:
+    old = os.umask(0o077)  # mkdir's mode goes through the umask: the modes must not
+    try:
+        made = Store(str(tmp_path / "new"))
+        made.ensure()
+    finally:
+        os.umask(old)
+    assert modes(made) == MODES
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_a_loose_store_is_tightened_when_locked(exclusive: bool, tmp_path: Path) -> None:
+    made = Store(str(tmp_path / "old"))
+    for part in MODES:
+        os.makedirs(made.sub(part), exist_ok=True)
+        os.chmod(made.sub(part), 0o755)  # as an older runtime left it
+    os.close(made.lock(exclusive))
+    assert modes(made) == MODES
+
+
+def test_a_run_s_lock_costs_two_stats_on_a_sound_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    for name in ("stat", "lstat", "mkdir", "chmod", "makedirs"):
+        real = getattr(os, name)
+
+        def counted(*args: Any, _real: Callable[..., Any] = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(os, name, counted)
+    os.close(store.lock(exclusive=False))
+    monkeypatch.undo()
+    assert calls == ["stat", "stat"]
+
+
+# --- names ----------------------------------------------------------------------------------------------
+
+VALID_NAMES = (
+    "busybox", "busybox:1", "library/busybox:1.36", "a.b_c__d-e---f:tag", "localhost:5000/app:v1",
+    "Box-1.lan:80/team/app:x", "x:" + "t" * 128, "0:0", "a/b/c/d", "app:_private", "app:V1.2-rc_3",
+)  # fmt: skip
+INVALID_NAMES = (
+    "", "..", ".", "..:1", "a/../b", "a//b", "/a", "a/", "Busybox", "a%2Fb", "a b", "a\nb", "-a", "a-",
+    "a..b", "a___b", "box:80/Team/app", "a:", "a:-1", "a:.x", "x:" + "t" * 129, "a:b:c", "a@sha256:00", "a/.b", "ä",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", VALID_NAMES)
+def test_names_in_docker_s_grammar_are_accepted(name: str) -> None:
+    assert store_module.reference_problem(store_module.with_tag(name)) is None
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES)
+def test_names_outside_docker_s_grammar_are_refused(name: str) -> None:
+    assert store_module.reference_problem(name) == store_module.NOT_IN_GRAMMAR
+
+
+def test_a_name_must_fit_in_one_file_name_as_the_store_writes_it() -> None:
+    fits = "a/" * 61 + "b:1"  # 61 slashes take 183 bytes as %2F: 246 + ".tmp" = 250
+    assert store_module.reference_problem(fits) is None
+    too_long = "a/" * 63 + "b:1"
+    problem = store_module.reference_problem(too_long)
+    assert problem is not None and "too long" in problem
+
+
+def test_a_bad_name_is_refused_before_the_store_is_touched(tmp_path: Path) -> None:
+    fresh = Store(str(tmp_path / "fresh"))
+    with pytest.raises(Failure, match="cannot name an image"):
+        importer.import_image(fresh, str(tmp_path / "no-such.tar"), "..")  # before the missing file, too
+    assert not os.path.exists(fresh.path)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a%2F..%2Fx", "refs/..", "../../etc"])
+def test_a_name_outside_the_grammar_resolves_to_nothing(name: str, filled: Store) -> None:
+    assert filled.resolve(name) is None
+
+
+# --- size ----------------------------------------------------------------------------------------------
+
+
+def test_max_size_refuses_a_gzip_bomb_and_leaves_nothing(filled: Store, tmp_path: Path) -> None:
+    path = images.write_docker_save(images.zero_bomb(50), tmp_path / "bomb.tar", gzip_layers=True)
+    before = snapshot(filled)
+    failure = refused_with(filled, path, max_size=10 << 20)
+    assert "the image unpacks to more than --max-size 10.0 MiB" in failure.message
+    assert "--max-size" in failure.hint
+    assert_unchanged(filled, before)
+
+
+def test_max_size_counts_across_layers(filled: Store, tmp_path: Path) -> None:
+    layers = [[regular(f"part-{index}", bytes(3 << 20))] for index in range(3)]
+    path = images.write_docker_save(
+        Image(layers=layers, cmd=["/part-0"], ref="parts:1"), tmp_path / "parts.tar"
+    )
+    before = snapshot(filled)
+    assert "more than --max-size 8.0 MiB" in refused_with(filled, path, max_size=8 << 20).message
+    assert_unchanged(filled, before)
+    assert importer.import_image(filled, str(path), max_size=10 << 20).new_layers == 3
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Store]:
+    """A store on a 64 MiB tmpfs of its own: its reserve is 5% of it, 3.2 MiB."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    libc.mount("tmpfs", str(mount_point), "tmpfs", 0, "size=64m")
+    try:
+        made = Store(str(mount_point / "store"))
+        made.ensure()
+        yield made
+    finally:
+        libc.umount(str(mount_point), constants.MNT_DETACH)
+
+
+def test_an_import_stops_before_the_disk_fills_and_leaves_nothing(small_fs: Store, tmp_path: Path) -> None:
+    path = images.write_docker_save(images.zero_bomb(100), tmp_path / "bomb.tar", gzip_layers=True)
+    before = snapshot(small_fs)
+    failure = refused_with(small_fs, path)
+    assert "is down to" in failure.message
+    assert (
+        "an import keeps 3.2 MiB free (5% of the file system or 1 GiB, whichever is smaller)"
+        in failure.message
+    )
+    assert "RUNTIME_STORE" in failure.hint
+    assert_unchanged(small_fs, before)
+    fs = os.statvfs(small_fs.path)
+    assert fs.f_bavail * fs.f_frsize > 60 << 20  # all given back
+
+
+def test_an_image_that_fits_imports_on_a_small_disk(small_fs: Store, tmp_path: Path) -> None:
+    path = images.write_docker_save(images.zero_bomb(20), tmp_path / "fits.tar", gzip_layers=True)
+    assert importer.import_image(small_fs, str(path)).new_layers == 1
+
+
+def refused_with(store: Store, path: Path, max_size: int | None = None) -> Failure:
+    with pytest.raises(Failure) as failure:
+        importer.import_image(store, str(path), max_size=max_size)
+    assert failure.value.code == 1
+    return failure.value
+
+
+# --- links in a docker-save tarball ---------------------------------------------------------------------
+
+
+def test_a_layer_docker_save_links_to_its_first_copy_imports(filled: Store, tmp_path: Path) -> None:
+    repeated = [directory("same"), regular("same/file", b"twice\n")]
+    image = Image(layers=[repeated, [regular("between", b"b\n")], repeated], cmd=["/between"], ref="twice:1")
+    path = images.docker_save_edited(image, tmp_path / "twice.tar", layer_links={2: 0})
+    with tarfile.open(path) as tar:
+        assert sum(member.issym() for member in tar) == 1
+    done = import_(filled, path)
+    assert done.new_layers == 2
+    assert done.record.layers == diff_ids(image)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("layer.tar", "in a loop"),
+        ("../nothing/layer.tar", "which is missing"),
+        ("../../../etc/passwd", "outside the image"),
+        ("/etc/passwd", "outside the image"),
+    ],
+)
+def test_a_layer_link_that_leads_nowhere_is_refused(
+    target: str, message: str, filled: Store, tmp_path: Path
+) -> None:
+    image = Image(layers=[[regular("a", b"a\n")], [regular("b", b"b\n")]], cmd=["/a"], ref="linked:1")
+    path = images.docker_save_edited(image, tmp_path / "linked.tar", layer_links={1: target})
+    before = snapshot(filled)
+    assert message in refused(filled, path).message
+    assert_unchanged(filled, before)
+
+
+def test_a_directory_layout_blob_swapped_for_a_fifo_after_lstat_is_caught(tmp_path: Path) -> None:
+    """The lstat says regular; the file opened is a FIFO (swapped in between): fstat refuses it, and the
+    O_NONBLOCK open did not wait for a writer."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "blob").write_bytes(b"x")
+    source = archive.DirSource(str(layout))
+    real_lstat = os.lstat
+
+    def swapped(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        found = real_lstat(path, *args, **kwargs)
+        if str(path).endswith("blob") and stat.S_ISREG(found.st_mode):
+            os.unlink(path)
+            os.mkfifo(path)
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "lstat", swapped)
+        with pytest.raises(archive.BadImage, match="is a FIFO, not a regular file"):
+            source.open("blob")
