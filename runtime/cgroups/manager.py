@@ -32,17 +32,6 @@ class Manager:
     def directories(self) -> list[str]:
         return [directory for part in self.parts for directory in part.directories()]
 
-    def v1_directories(self) -> list[str]:
-        """The container's directory in each v1 hierarchy: a single-threaded process moves itself into
-        one by writing "0" to its tasks file, which takes no global lock (no RCU grace period)."""
-        return [
-            directory for part in self.parts if isinstance(part, V1Cgroup) for directory in part.directories()
-        ]
-
-    def v2_directory(self) -> str | None:
-        """The container's cgroup2 directory: clone3(CLONE_INTO_CGROUP) starts a process in it unmoved."""
-        return next((part.leaf for part in self.parts if isinstance(part, V2Cgroup)), None)
-
     def create(self) -> None:
         made: list[Cgroup] = []
         try:

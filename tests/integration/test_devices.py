@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,14 +22,13 @@ import pytest
 
 from runtime.cgroups import devices
 from runtime.linux import bpf
-from tests.integration.conftest import REPO, STATE_ROOT
+from tests.integration.conftest import DEADLINE, REPO, Background
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_leftovers")]
 
 Result = subprocess.CompletedProcess[str]
 EPERM_TEXT = "Operation not permitted"
 USERNS = ("host", "private", "auto")
-DEADLINE = 10.0
 
 # Prints "<path> ok" or "<path> <error>" for each device it opens; busybox's head opens for reading,
 # `exec 3<>` for reading and writing.
@@ -122,56 +120,6 @@ def test_mknod_of_a_host_block_device_is_refused(
     said_mechanism(done.stderr, mechanism)
 
 
-class Running:
-    """A container started in the background, named so that its state can be found."""
-
-    def __init__(self, rootfs: Path, *args: str) -> None:
-        self.name = f"dev-{uuid.uuid4().hex[:10]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "run", "--name", self.name, "--rootfs", str(rootfs), *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def first_line(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline()
-
-    def state(self) -> dict[str, str]:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                container_id = os.readlink(f"{STATE_ROOT}/names/{self.name}")
-                text = Path(f"{STATE_ROOT}/containers/{container_id}/state").read_text()
-                values = dict(line.split("=", 1) for line in text.splitlines())
-                if values["init_pid"] != "0":
-                    return values
-            except (OSError, KeyError):
-                pass
-            assert time.monotonic() < deadline, f"no state with an init for {self.name}"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.communicate(timeout=DEADLINE)
-
-
-@pytest.fixture
-def running(busybox_rootfs: Path) -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def start(*args: str) -> Running:
-        started.append(Running(busybox_rootfs, *args))
-        return started[-1]
-
-    yield start
-    for container in started:
-        container.stop()
-
-
 def host_hierarchies() -> list[str]:
     """The hierarchies of this process's /proc/self/cgroup: "4:memory", "0:"."""
     lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -180,11 +128,9 @@ def host_hierarchies() -> list[str]:
 
 @pytest.mark.parametrize("userns", USERNS)
 def test_the_cgroup_namespace_is_rooted_at_the_containers_cgroup(
-    running: Callable[..., Running], userns: str
+    start: Callable[..., Background], userns: str
 ) -> None:
-    container = running(
-        "--userns", userns, "sh", "-c", "tr '\\n' ' ' < /proc/self/cgroup; echo; exec sleep 30"
-    )
+    container = start("--userns", userns, "sh", "-c", "tr '\\n' ' ' < /proc/self/cgroup; echo; exec sleep 30")
     inside = container.first_line().split()
     state = container.state()
     seen = {line.rsplit(":", 1)[0]: line.rsplit(":", 1)[1] for line in inside}
@@ -193,45 +139,49 @@ def test_the_cgroup_namespace_is_rooted_at_the_containers_cgroup(
     on_host = Path(f"/proc/{state['init_pid']}/cgroup").read_text().splitlines()
     for line in on_host:
         assert line.endswith(f"/runtime/{state['id']}"), on_host
-    container.stop()
+    container.proc.terminate()
+    container.finish()
 
 
 def test_forced_ebpf_leaves_the_v1_devices_cgroup_open(
-    running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+    start: Callable[..., Background], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # so that the EPERMs above, under "ebpf", are the eBPF program's doing
     monkeypatch.setenv("RUNTIME_DEVICES", "ebpf")
-    container = running("--userns", "host", "sh", "-c", "echo up; exec sleep 30")
+    container = start("--userns", "host", "sh", "-c", "echo up; exec sleep 30")
     assert container.first_line() == "up\n"
     state = container.state()
     (v1,) = [d for d in state["cgroups"].split(":") if d.startswith("/sys/fs/cgroup/devices/")]
     assert Path(v1, "devices.list").read_text() == "a *:* rwm\n"
-    container.stop()
+    container.proc.terminate()
+    container.finish()
 
 
-def test_v1_devices_list_is_dockers(running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_v1_devices_list_is_dockers(
+    start: Callable[..., Background], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RUNTIME_DEVICES", raising=False)
-    container = running("sh", "-c", "echo up; exec sleep 30")
+    container = start("sh", "-c", "echo up; exec sleep 30")
     assert container.first_line() == "up\n"
     (v1,) = [d for d in container.state()["cgroups"].split(":") if d.startswith("/sys/fs/cgroup/devices/")]
     listed = Path(v1, "devices.list").read_text().splitlines()
     assert sorted(listed) == sorted(rule.v1_line() for rule in devices.DEFAULT_RULES)
-    container.stop()
+    container.proc.terminate()
+    container.finish()
 
 
 def test_gc_removes_every_cgroup_of_a_container_whose_runtime_was_killed(
-    running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch
+    start: Callable[..., Background], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # no limits, and an eBPF program on the cgroup2 directory: gc kills and removes all of them
     monkeypatch.setenv("RUNTIME_DEVICES", "ebpf")
     subprocess.run([sys.executable, "-m", "runtime", "gc"], cwd=REPO, capture_output=True, check=False)
-    container = running("--userns", "host", "sh", "-c", "echo up; exec sleep 30")
+    container = start("--userns", "host", "sh", "-c", "echo up; exec sleep 30")
     assert container.first_line() == "up\n"
     state = container.state()
     directories = state["cgroups"].split(":")
     assert len(directories) == len(host_hierarchies())  # one in every hierarchy
-    container.proc.kill()
-    container.proc.wait(timeout=DEADLINE)
+    container.kill_runtime()
     collected = subprocess.run(
         [sys.executable, "-m", "runtime", "gc"], cwd=REPO, capture_output=True, text=True, check=False
     )

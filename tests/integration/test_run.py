@@ -4,27 +4,31 @@ process setup, user namespaces and cleanup. Needs root and busybox-static; skipp
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, STATE_ROOT, container_cgroups, host_mounts, runtime
+from tests.integration.conftest import (
+    DEADLINE,
+    STATE_ROOT,
+    Background,
+    container_cgroups,
+    forked_workload,
+    host_mounts,
+    runtime,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_leftovers")]
 
 Result = subprocess.CompletedProcess[str]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKER_DEFAULT_CAPS = "00000000a80425fb"
-DEADLINE = 10.0
 
 
 @pytest.fixture
@@ -35,90 +39,6 @@ def box(run: Callable[..., Result], busybox_rootfs: Path) -> Callable[..., Resul
         return run("--rootfs", str(busybox_rootfs), *args, timeout=timeout)
 
     return run_in_box
-
-
-class Background:
-    """A `runtime run` started with Popen, named so that its state can be found."""
-
-    def __init__(self, rootfs: Path, *args: str) -> None:
-        self.name = f"it-{uuid.uuid4().hex[:10]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "run", "--name", self.name, "--rootfs", str(rootfs), *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.output = b""
-
-    def wait_for_output(self, text: str, timeout: float = DEADLINE) -> str:
-        """Read stdout until it holds text; returns what was read so far."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.output:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no {text!r} within {timeout} s; stdout so far: {self.output!r}"
-            if select.select([fd], [], [], left)[0]:
-                chunk = os.read(fd, 65536)
-                assert chunk, f"stdout closed before {text!r}: {self.output!r}; {self.finish()}"
-                self.output += chunk
-        return self.output.decode()
-
-    def state(self) -> dict[str, str]:
-        """The container's state file, once its init is recorded."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                container_id = os.readlink(f"{STATE_ROOT}/names/{self.name}")
-                text = Path(f"{STATE_ROOT}/containers/{container_id}/state").read_text()
-                values = dict(line.split("=", 1) for line in text.splitlines())
-                if values["init_pid"] != "0":
-                    return values
-            except (OSError, KeyError):
-                pass
-            assert time.monotonic() < deadline, f"no state with an init for {self.name}"
-            time.sleep(0.02)
-
-    def finish(self, timeout: float = DEADLINE) -> tuple[int, str, str]:
-        stdout, stderr = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, (self.output + stdout).decode(), stderr.decode()
-
-    def kill_runtime(self) -> int:
-        """SIGKILL the runtime alone. Its container keeps our pipes open: wait, do not read to the end."""
-        self.proc.kill()
-        code = self.proc.wait(timeout=DEADLINE)
-        self.close()
-        return code
-
-    def close(self) -> None:
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-@pytest.fixture
-def start(busybox_rootfs: Path) -> Iterator[Callable[..., Background]]:
-    """start(OPTION..., COMMAND...) -> Background; whatever still runs at the end is stopped."""
-    started: list[Background] = []
-
-    def start_container(*args: str) -> Background:
-        started.append(Background(busybox_rootfs, *args))
-        return started[-1]
-
-    yield start_container
-    for container in started:
-        if container.proc.poll() is None:
-            container.proc.terminate()
-            try:
-                container.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                container.proc.kill()
-                container.proc.wait()
-        container.close()
-        if container.proc.returncode == -signal.SIGKILL and os.path.lexists(
-            f"{STATE_ROOT}/names/{container.name}"
-        ):
-            runtime("gc")  # the test failed before its own gc
 
 
 def cgroup_dir(state: dict[str, str], controller: str) -> str:
@@ -139,20 +59,6 @@ def read_keyed(path: str) -> dict[str, int]:
 
 def pids_in(ps_output: str) -> list[int]:
     return [int(line.split()[0]) for line in ps_output.splitlines()[1:] if line.split()]
-
-
-def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def forked_workload(init: int) -> int:
-    """The init's one child: the state names the init before the init has forked the workload."""
-    deadline = time.monotonic() + DEADLINE
-    while not (found := children(init)):
-        assert time.monotonic() < deadline, f"the init {init} forked no workload"
-        time.sleep(0.01)
-    (workload,) = found
-    return workload
 
 
 def cpu_seconds(pid: int) -> float:

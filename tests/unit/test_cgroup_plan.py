@@ -223,13 +223,3 @@ def test_choose_cgroups_refuses_a_forced_mechanism_the_host_lacks(
     monkeypatch.setenv("RUNTIME_DEVICES", layout.DEVICES_EBPF)
     manager = container.choose_cgroups(request, root)
     assert manager is not None and manager.devices == layout.DEVICES_EBPF
-
-
-def test_v1_and_v2_directories_for_joining_at_birth(tmp_path: Path) -> None:
-    manager = plan(read(hosts.hybrid_6_1(), tmp_path), "c0ffee", Limits())
-    leaf = "/sys/fs/cgroup/unified/runtime/c0ffee"
-    assert manager.v2_directory() == leaf
-    assert sorted([*manager.v1_directories(), leaf]) == sorted(manager.directories())
-    v1_only = plan(read(hosts.v1_only_6_1(), tmp_path / "v1"), "c0ffee", Limits())
-    assert v1_only.v2_directory() is None
-    assert v1_only.v1_directories() == v1_only.directories()

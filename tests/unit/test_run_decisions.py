@@ -185,3 +185,52 @@ def test_auto_userns_falls_back_to_the_host_and_says_why(
 @pytest.mark.parametrize("mode", ["auto", "private"])
 def test_userns_is_used_where_it_works(mode: str, tmp_path: Path) -> None:
     assert container.choose_userns(mode, recorded(hosts.v2_only_6_12(), tmp_path)) == mode
+
+
+def test_preserve_fds_refuses_a_directory_among_them(tmp_path: Path) -> None:
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(Failure, match=f"fd {directory} is a directory") as refusal:
+            spec.parse_preserve_fds(str(directory - 2))
+    finally:
+        os.close(directory)
+    assert refusal.value.code == EXIT_RUNTIME
+
+
+def test_preserve_fds_passes_files_and_pipes(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    try:
+        assert spec.parse_preserve_fds(str(max(read, write) - 2)) == max(read, write) - 2
+    finally:
+        os.close(read)
+        os.close(write)
+    with pytest.raises(Failure, match="not a whole number"):
+        spec.parse_preserve_fds("-1")
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [([], "default"), (["seccomp=unconfined"], "unconfined"), (["seccomp=/etc/p.json"], "/etc/p.json")],
+)
+def test_security_opt_names_the_seccomp_profile(items: list[str], expected: str) -> None:
+    assert spec.parse_security_opt(items) == expected
+
+
+@pytest.mark.parametrize("item", ["apparmor=unconfined", "seccomp", "seccomp=", "no-new-privileges"])
+def test_security_opt_refuses_what_it_does_not_understand(item: str) -> None:
+    with pytest.raises(Failure, match="is not understood"):
+        spec.parse_security_opt([item])
+
+
+def test_a_bad_seccomp_profile_is_refused_before_anything_exists(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": "read"}]}')
+    with pytest.raises(Failure, match="names") as refusal:
+        container.choose_seccomp(str(profile))
+    assert refusal.value.code == EXIT_RUNTIME
+
+
+def test_unconfined_keeps_the_mknod_rule_where_no_cgroup_holds_devices() -> None:
+    assert container._seccomp_filter(None, deny_device_mknod=False) is None
+    fallback = container._seccomp_filter(None, deny_device_mknod=True)
+    assert fallback is not None and len(fallback[0]) > 8

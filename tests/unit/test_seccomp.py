@@ -24,8 +24,8 @@ from runtime.seccomp import bpf, install, profile
 from runtime.seccomp.syscalls_x86_64 import NUMBERS
 
 DEFAULT_CAPS = frozenset(c.DEFAULT_CAPABILITIES.values())
-ALL_CAPS = frozenset(profile.CAPABILITIES.values())
-CAP_SYS_ADMIN = profile.CAPABILITIES["CAP_SYS_ADMIN"]
+ALL_CAPS = frozenset(c.CAPABILITIES.values())
+CAP_SYS_ADMIN = c.CAPABILITIES["CAP_SYS_ADMIN"]
 ALLOW = profile.RET_ALLOW
 EPERM = profile.RET_ERRNO | 1
 ENOSYS = profile.RET_ERRNO | 38
@@ -424,9 +424,7 @@ def test_includes_and_excludes_read_as_docker_reads_them() -> None:
             "excludes": {"caps": ["CAP_SYS_BOOT"]},
         }
     ).rules[0]
-    admin, bpf_cap, boot = (
-        profile.CAPABILITIES[name] for name in ("CAP_SYS_ADMIN", "CAP_BPF", "CAP_SYS_BOOT")
-    )
+    admin, bpf_cap, boot = (c.CAPABILITIES[name] for name in ("CAP_SYS_ADMIN", "CAP_BPF", "CAP_SYS_BOOT"))
     assert rule.applies({admin, bpf_cap}, (5, 8))
     assert not rule.applies({admin}, (5, 8))  # every included cap is needed
     assert not rule.applies({admin, bpf_cap, boot}, (5, 8))  # any excluded cap rules it out
@@ -626,9 +624,7 @@ def test_default_filter_follows_caps_and_kernel() -> None:
     assert decide(admin, "clone", c.CLONE_NEWNS) == ALLOW
     assert decide(admin, "mount") == ALLOW
     assert decide(admin, "perf_event_open") == ALLOW
-    perfmon = bpf.instructions(
-        profile.default(), DEFAULT_CAPS | {profile.CAPABILITIES["CAP_PERFMON"]}, (6, 1)
-    )
+    perfmon = bpf.instructions(profile.default(), DEFAULT_CAPS | {c.CAPABILITIES["CAP_PERFMON"]}, (6, 1))
     assert decide(perfmon, "perf_event_open") == ALLOW and decide(perfmon, "bpf") == EPERM
     plain = bpf.instructions(profile.default(), DEFAULT_CAPS, (6, 1))
     assert decide(plain, "mknod", 0, stat.S_IFCHR) == ALLOW  # no device rule unless asked
