@@ -167,4 +167,8 @@ def _image(name: str, storage: str) -> spec.ImageUse:
             "runtime image import FILE adds one; runtime image ls lists them; --rootfs DIR runs a directory"
         )
         raise spec.bad(f"no image {name!r} in {store.path}", hint)
-    return spec.ImageUse(store, store.record(image_id), storage)
+    try:
+        record = store.record(image_id)
+    except Failure as damaged:
+        raise spec.bad(damaged.message, damaged.hint) from None
+    return spec.ImageUse(store, record, storage)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from typing import Any
 
 from runtime import state
 from runtime.storage.archive import BadImage
-from runtime.storage.store import ImageRecord, Store, with_tag
+from runtime.storage.store import DamagedStore, ImageRecord, Store, with_tag
+
+logger = logging.getLogger(__name__)
 
 
 def find(store: Store, name: str) -> ImageRecord:
@@ -26,12 +29,20 @@ def listing(store: Store) -> list[tuple[str, str, int, int]]:
     rows = []
     named = set()
     for ref, image_id in sorted(store.refs().items()):
-        record = store.record(image_id)
+        try:
+            record = store.record(image_id)
+        except DamagedStore as damaged:
+            logger.warning("%s: %s (runtime image rm %s removes the name)", ref, damaged.message, ref)
+            continue
         rows.append((ref, image_id, len(record.layers), record.size))
         named.add(image_id)
     for image_id in store.image_ids():
         if image_id not in named:
-            record = store.record(image_id)
+            try:
+                record = store.record(image_id)
+            except DamagedStore as damaged:
+                logger.warning("%s (runtime gc removes it)", damaged.message)
+                continue
             rows.append(("<none>", image_id, len(record.layers), record.size))
     return rows
 
@@ -53,7 +64,10 @@ def remove(store: Store, name: str) -> str:
     """Untag name; the image itself goes with its last name, unless a running container uses it."""
     lock = store.lock(exclusive=True)
     try:
-        record = find(store, name)
+        try:
+            record = find(store, name)
+        except DamagedStore:
+            return _remove_dangling_name(store, name)
         wanted = with_tag(name)
         if wanted in record.refs and len(record.refs) > 1:
             os.unlink(store.ref_path(wanted))
@@ -72,6 +86,15 @@ def remove(store: Store, name: str) -> str:
         os.close(lock)
 
 
+def _remove_dangling_name(store: Store, name: str) -> str:
+    for candidate in dict.fromkeys((name, with_tag(name))):
+        path = store.ref_path(candidate)
+        if os.path.exists(path):
+            os.unlink(path)
+            return f"removed the name {candidate}, which pointed at no image"
+    raise BadImage(f"image {name} is damaged and has no name to remove", "runtime gc removes what is left")
+
+
 def _write(store: Store, record: ImageRecord) -> None:
     path = store.sub("images", record.image_id, "image")
     with open(path + ".tmp", "w") as file:
@@ -81,7 +104,13 @@ def _write(store: Store, record: ImageRecord) -> None:
 
 def collect_layers(store: Store) -> int:
     """Remove layers no image names (an interrupted import can leave some); returns how many."""
-    used = {layer for image_id in store.image_ids() for layer in store.record(image_id).layers}
+    used: set[str] = set()
+    for image_id in store.image_ids():
+        try:
+            used.update(store.record(image_id).layers)
+        except DamagedStore as damaged:
+            logger.warning("%s: no layer is removed while it is there", damaged.message)
+            return 0  # which layers it needs is unknown
     removed = 0
     for diff_id in os.listdir(store.sub("layers")):
         if diff_id in used:

@@ -20,6 +20,8 @@ import fcntl
 import os
 import stat
 
+from runtime.errors import Failure
+
 DEFAULT_ROOT = "/var/lib/runtime"
 SHORT_LINK_LENGTH = 26  # as Docker's overlay2: keeps lowerdir= short, see storage/overlay.py
 
@@ -314,8 +316,16 @@ class Store:
             return []
 
     def record(self, image_id: str) -> ImageRecord:
-        with open(self.sub("images", image_id, "image")) as file:
-            return ImageRecord.load(file.read())
+        """The image's record; a missing or unreadable one (a command killed halfway) is DamagedStore."""
+        if len(image_id) != 64 or any(ch not in "0123456789abcdef" for ch in image_id):
+            raise DamagedStore(f"{image_id!r} in {self.path} is not an image id")
+        try:
+            with open(self.sub("images", image_id, "image")) as file:
+                return ImageRecord.load(file.read())
+        except (OSError, KeyError, ValueError) as exc:
+            raise DamagedStore(
+                f"the record of image {image_id[:12]} in {self.path} is unreadable: {exc}"
+            ) from exc
 
     def refs(self) -> dict[str, str]:
         try:
@@ -327,6 +337,17 @@ class Store:
             with open(self.sub("refs", escaped)) as file:
                 found[escaped.replace("%2F", "/")] = file.read().strip()
         return found
+
+
+class DamagedStore(Failure):
+    """The store holds a name or an image that a killed command left half-made."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            "runtime image rm NAME removes a name that points at no image",
+            1,
+        )
 
 
 def top_file(store: Store, record: ImageRecord, relative: str) -> str | None:

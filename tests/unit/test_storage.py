@@ -1000,3 +1000,40 @@ def test_a_directory_layout_blob_swapped_for_a_fifo_after_lstat_is_caught(tmp_pa
         patch.setattr(os, "lstat", swapped)
         with pytest.raises(archive.BadImage, match="is a FIFO, not a regular file"):
             source.open("blob")
+
+
+# --- a store a killed command left damaged ----------------------------------------------------------------
+
+
+def test_a_name_pointing_at_no_image_is_reported_not_a_traceback(
+    filled: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime.storage import images as image_commands
+
+    Path(filled.ref_path("ghost:1")).write_text("f" * 64)
+    names = [row[0] for row in image_commands.listing(filled)]
+    assert "ghost:1" not in names and names, names
+    assert "ghost:1" in caplog.text and "unreadable" in caplog.text
+    with pytest.raises(store_module.DamagedStore, match="unreadable"):
+        image_commands.find(filled, "ghost:1")
+    assert image_commands.remove(filled, "ghost:1") == "removed the name ghost:1, which pointed at no image"
+    assert not os.path.exists(filled.ref_path("ghost:1"))
+
+
+def test_an_id_that_is_not_one_never_becomes_a_path(filled: Store) -> None:
+    with pytest.raises(store_module.DamagedStore, match="not an image id"):
+        filled.record("../../etc")
+
+
+def test_no_layer_is_collected_while_an_image_record_is_unreadable(filled: Store) -> None:
+    from runtime.storage import images as image_commands
+
+    (image_id,) = filled.image_ids()
+    record = Path(filled.sub("images", image_id, "image"))
+    text = record.read_text()
+    record.unlink()
+    try:
+        assert image_commands.collect_layers(filled) == 0
+        assert os.listdir(filled.sub("layers"))
+    finally:
+        record.write_text(text)
