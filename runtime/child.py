@@ -1,12 +1,14 @@
 """The container side: the only code between unshare and exec.
 
 Three processes, all forked from the runtime (single-threaded, nothing imported late):
-- setup: enters the user namespace (the runtime writes its id maps), unshares the rest, forks the
-  init and exits, so the init is reparented to the runtime (a child subreaper);
-- init: PID 1 of the new PID namespace. Builds the filesystem view, switches root, sets the host
-  name and brings up lo while the runtime moves it into the container's cgroups (a move costs an
-  RCU grace period, 10-20 ms on some hosts: this overlaps it with the mounts). Once moved, it forks
-  the workload, then forwards signals to it and reaps zombies;
+- setup: born in the container's cgroup2 cgroup where clone3 can, joins its v1 cgroups by itself
+  where that takes no global lock (see container._open_cgroups_for_birth), enters the user namespace (the runtime
+  writes its id maps), unshares the rest, forks the init and exits, so the init is reparented to the
+  runtime (a child subreaper);
+- init: PID 1 of the new PID namespace, in every cgroup the setup was in. Builds the filesystem view,
+  switches root, sets the host name and brings up lo while the runtime moves it into the container's
+  other cgroups (a move costs an RCU grace period, 10-20 ms on some hosts: this overlaps it with the
+  mounts). Then it forks the workload, forwards signals to it and reaps zombies;
 - workload: sets workdir, user, capabilities and no_new_privs, then execs the command.
 
 _signal rather than signal, which imports enum: this is the start path.
@@ -48,7 +50,9 @@ EXIT_NOT_FOUND = 127
 class Launch:
     """What the runtime decided, handed to the child processes."""
 
-    __slots__ = ("cgroupns", "down", "last_cap", "nodev", "overlay", "runtime_pid", "seccomp", "up", "userns")
+    __slots__ = (
+        "cgroupns", "down", "last_cap", "nodev", "overlay", "runtime_pid", "seccomp", "tasks", "up", "userns",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class Launch:
         self.down = down  # read end: go-aheads from the runtime
         self.overlay = overlay  # (cwd, target, options) of the image's overlay mount
         self.seccomp = seccomp  # (filter, flags), installed last before exec; None: unconfined
+        self.tasks: tuple[tuple[int, str], ...] = ()  # (fd, directory): v1 `tasks` files the setup joins
 
 
 def exit_code(status: int) -> int:
@@ -109,6 +114,7 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
         libc.prctl(c.PR_SET_PDEATHSIG, _signal.SIGKILL)
         if os.getppid() != launch.runtime_pid:
             os._exit(EXIT_RUNTIME)  # the runtime died before the line above: nobody waits for us
+        join_v1(launch)
         close_inherited(spec.preserve_fds, (launch.up, launch.down))
         if launch.overlay:
             _mount_overlay(*launch.overlay)
@@ -123,6 +129,22 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
         channel.send(launch.up, "error", f"cannot create the container's namespaces: {exc}")
         os._exit(EXIT_RUNTIME)
     os._exit(0)
+
+
+def join_v1(launch: Launch) -> None:
+    """Into the container's v1 cgroups before anything else, so that the init is born in them: "0" in a
+    `tasks` file moves this thread alone, which takes no global lock (6.0+: no RCU grace period), and
+    this process has no other thread. The files were opened by the runtime, as host root."""
+    for fd, directory in launch.tasks:
+        try:
+            os.write(fd, b"0")
+        except OSError as exc:
+            channel.send(
+                launch.up, "error", f"cannot join the container's cgroup {directory}: {exc.strerror}"
+            )
+            os._exit(EXIT_RUNTIME)
+        os.close(fd)
+    launch.tasks = ()
 
 
 def _mount_overlay(cwd: str, target: str, options: str) -> None:

@@ -13,8 +13,10 @@ import os
 
 from runtime import channel, child, output, state
 from runtime.cgroups import layout
-from runtime.cgroups.base import CgroupError
+from runtime.cgroups.base import Cgroup, CgroupError
 from runtime.cgroups.manager import DevicesUnrestricted, Manager, Unavailable, plan
+from runtime.cgroups.v1 import V1Cgroup
+from runtime.cgroups.v2 import V2Cgroup
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.features.sysroot import LIVE, Sysroot
 from runtime.linux import constants as c
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 DEFAULT_ID_RANGE = (100_000, 65_536)
 NODEV_FALLBACK = "nodev mounts, and seccomp refuses mknod of devices (no cgroup here can restrict devices)"
 LIMIT_FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
+LOCKLESS_SELF_MOVE = (6, 0)  # a thread writing "0" to a v1 `tasks` file takes no global lock from 6.0
 
 
 def run(spec: ContainerSpec) -> int:
@@ -333,9 +336,10 @@ def _launch(
     launch = child.Launch(
         userns, os.path.exists("/proc/self/ns/cgroup"), last_cap, up_write, down_read, overlay, seccomp, nodev
     )
+    moved = _open_cgroups_for_birth(manager, launch)
     # Blocked until the container runs; the children unblock them once they have handlers.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, child.FORWARDED)
-    setup_pid = os.fork()
+    setup_pid = _fork_setup(launch, moved)
     if setup_pid == 0:
         os.close(up_read)
         os.close(down_write)
@@ -343,7 +347,7 @@ def _launch(
     os.close(up_write)
     os.close(down_read)
     try:
-        report = _follow_setup(setup_pid, manager, record, down_write, up_read)
+        report = _follow_setup(setup_pid, moved, record, down_write, up_read)
     finally:
         os.close(down_write)
         os.close(up_read)
@@ -356,7 +360,101 @@ def _launch(
     return _wait(report.init_pid, manager, spec)
 
 
-def _follow_setup(setup_pid: int, manager: Manager | None, record: state.State, down: int, up: int) -> _Setup:
+class _Moved:
+    """The container's cgroups the runtime moves the init into, and the cgroup2 one the setup process
+    may be born in instead (the fd for clone3)."""
+
+    __slots__ = ("cgroup2", "cgroup2_fd", "parts")
+
+    def __init__(self, parts: list[Cgroup], cgroup2: V2Cgroup | None = None, cgroup2_fd: int = -1) -> None:
+        self.parts = parts
+        self.cgroup2 = cgroup2
+        self.cgroup2_fd = cgroup2_fd
+
+
+def _open_cgroups_for_birth(manager: Manager | None, launch: child.Launch) -> _Moved:
+    """Nothing moves where it can be helped (a move waits for an RCU grace period, 20 ms here): the
+    setup process is born in the cgroup2 cgroup (clone3, 5.7+), writes "0" to the v1 `tasks` files
+    itself (lockless for a thread moving itself from 6.0, see child.join_v1), and the init inherits
+    both; the runtime moves it into whatever is left. The files are opened here, as host root.
+
+    RUNTIME_CLONE3=0 does as on a kernel without clone3 (before 5.3): fork, then move the init into
+    every cgroup (tests)."""
+    if manager is None:
+        return _Moved([])
+    if os.environ.get("RUNTIME_CLONE3") == "0":
+        return _Moved(list(manager.parts))
+    moved = _Moved([])
+    tasks: list[tuple[int, str]] = []
+    try:
+        for part in manager.parts:
+            if isinstance(part, V2Cgroup):
+                moved.cgroup2_fd = os.open(part.leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                moved.cgroup2 = part
+            elif isinstance(part, V1Cgroup) and kernel_at_least(os.uname().release, LOCKLESS_SELF_MOVE):
+                for directory in part.directories():
+                    tasks.append(
+                        (os.open(os.path.join(directory, "tasks"), os.O_WRONLY | os.O_CLOEXEC), directory)
+                    )
+            else:
+                moved.parts.append(part)
+    except OSError as exc:
+        for fd in (moved.cgroup2_fd, *(fd for fd, _ in tasks)):
+            if fd >= 0:
+                os.close(fd)
+        raise Failure(f"cannot join the container's cgroups: {exc}", "", EXIT_RUNTIME) from exc
+    launch.tasks = tuple(tasks)
+    return moved
+
+
+def kernel_at_least(release: str, wanted: tuple[int, int]) -> bool:
+    """Whether a release string such as "6.1.0-18-amd64" is at least (major, minor); False if unreadable."""
+    fields = release.split("-", 1)[0].split(".")[:2]
+    if not all(field.isdigit() for field in fields):
+        return False
+    return tuple(int(field) for field in fields) >= wanted
+
+
+def _fork_setup(launch: child.Launch, moved: _Moved) -> int:
+    """os.fork(), or clone3 into the cgroup2 cgroup where it can."""
+    pid: int | None = -1
+    try:
+        pid = _clone_into_cgroup2(moved) if moved.cgroup2_fd >= 0 else None
+        if pid is None:
+            pid = os.fork()
+    finally:
+        if pid != 0:  # the runtime's copies: the setup process writes and closes its own
+            for fd, _ in launch.tasks:
+                os.close(fd)
+    if pid:
+        _say_joined(launch, moved)
+    return pid
+
+
+def _clone_into_cgroup2(moved: _Moved) -> int | None:
+    """The pid (0 in the child), or None where clone3 cannot: the init is then moved in (moved.parts)."""
+    try:
+        pid = libc.fork_into_cgroup(moved.cgroup2_fd)
+    except OSError as exc:
+        raise Failure(f"cannot create the container's setup process: {exc}", "", EXIT_RUNTIME) from exc
+    finally:
+        os.close(moved.cgroup2_fd)  # in the child too, before anything: it is a way out of the root
+    if pid is None and moved.cgroup2 is not None:
+        moved.parts.append(moved.cgroup2)
+    return pid
+
+
+def _say_joined(launch: child.Launch, moved: _Moved) -> None:
+    joined = ["v1 (the setup process writes its tasks files)"] if launch.tasks else []
+    if moved.cgroup2 is not None and moved.cgroup2 not in moved.parts:
+        joined.insert(0, "cgroup2 (born in it by clone3)")
+    left = ["cgroup2" if isinstance(part, V2Cgroup) else "v1" for part in moved.parts]
+    output.note(
+        f"cgroups: joined without a move: {', '.join(joined) or 'none'}; moved: {', '.join(left) or 'none'}"
+    )
+
+
+def _follow_setup(setup_pid: int, moved: _Moved, record: state.State, down: int, up: int) -> _Setup:
     report = _Setup()
     for kind, text in channel.receive(up):
         if kind == "userns":
@@ -369,7 +467,10 @@ def _follow_setup(setup_pid: int, manager: Manager | None, record: state.State, 
             # Recorded before the go-ahead: until then the init gives up by itself if we die (the pipe
             # closes), after it `runtime gc` can find and kill it.
             state.record_init(record, report.init_pid)
-            _join_cgroups(manager, report, down)
+            # It exits after this message, and counts against --pids-limit until reaped (it may be in
+            # the container's cgroups): `--pids-limit 2` is the init and the workload.
+            _reap(setup_pid)
+            _join_cgroups(moved, report, down)
         elif kind == "note":
             output.note(text)
         elif kind == "error":
@@ -377,11 +478,12 @@ def _follow_setup(setup_pid: int, manager: Manager | None, record: state.State, 
     return report
 
 
-def _join_cgroups(manager: Manager | None, report: _Setup, down: int) -> None:
-    """Move the init while it mounts; it waits for the go-ahead before it forks the workload."""
+def _join_cgroups(moved: _Moved, report: _Setup, down: int) -> None:
+    """Move the init into the cgroups it was not born in, while it mounts; it waits for the go-ahead
+    before it forks the workload."""
     try:
-        if manager:
-            manager.add(report.init_pid)
+        for part in moved.parts:
+            part.add(report.init_pid)
     except OSError as exc:
         report.errors.append(f"cannot join the container's cgroups: {exc}")
         return  # no go-ahead: the init sees the pipe close and gives up

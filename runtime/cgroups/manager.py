@@ -93,9 +93,10 @@ def plan(found: layout.Layout, container_id: str, limits: Limits, devices: str |
     before anything is created when one lives nowhere. devices is the mechanism
     (layout.devices_mechanism's choice when None).
 
-    The moves cost one RCU grace period (10-20 ms on some hosts) for the first hierarchy, the others
-    follow at once (the sync the first one waited for is still in force), and the init mounts
-    meanwhile (see container._join_cgroups)."""
+    Nothing is moved where the kernel allows: the setup process is born in the cgroup2 one and joins
+    the v1 ones itself (see container._open_cgroups_for_birth). A move costs one RCU grace period
+    (10-20 ms on some hosts) for the first hierarchy, the others follow at once (the sync the first
+    one waited for is still in force), and the init mounts meanwhile (see container._join_cgroups)."""
     v2: list[str] = []
     for name in limits.controllers():
         where, _ = found.where(name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _signal
 import ctypes
+import errno
 import os
 
 from runtime.linux import constants as c
@@ -123,3 +125,81 @@ def sethostname(name: str) -> None:
     # socket.sethostname would do, but importing socket costs 6 ms on the start path.
     encoded = name.encode()
     _sethostname(encoded, len(encoded))
+
+
+# --- clone3 into a cgroup -------------------------------------------------------------------------------
+
+
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, 5.7+)."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+                     "tls", "set_tid", "set_tid_size", "cgroup")
+    ]  # fmt: skip
+
+
+# PyDLL: the call keeps the GIL across the clone, as os.fork does; the child must find it held.
+_clone3: Any = ctypes.PyDLL("libc.so.6", use_errno=True)["syscall"]
+_clone3.__name__ = "clone3"
+_clone3.argtypes = [ctypes.c_long, ctypes.POINTER(_CloneArgs), ctypes.c_size_t]
+_clone3.restype = ctypes.c_long
+_clone3.errcheck = _errcheck
+_pthread_self = _bind("pthread_self", [], ctypes.c_void_p)  # cannot fail (the errcheck never fires)
+
+
+def _python_api(name: str) -> Any:
+    func = ctypes.pythonapi[name]  # a new function object: ctypes.pythonapi's cached one stays untouched
+    func.argtypes = []
+    func.restype = None  # void, and they cannot fail
+    return func
+
+
+# What os.fork does around fork(2): fork handlers (os.register_at_fork), the import lock, and in the
+# child the interpreter's thread state.
+_before_fork = _python_api("PyOS_BeforeFork")
+_after_fork_child = _python_api("PyOS_AfterFork_Child")
+_after_fork_parent = _python_api("PyOS_AfterFork_Parent")
+
+GLIBC_TID_OFFSET = 720  # struct pthread's tid on x86_64 glibc (2.36 here); checked before each use
+CLONE3_MISSING = (errno.ENOSYS, errno.E2BIG, errno.EINVAL)  # no clone3 (< 5.3), no CLONE_INTO_CGROUP (< 5.7)
+
+
+def glibc_tid_field() -> int | None:
+    """The address where glibc keeps this thread's TID, which raise(), abort() and glibc's mutexes read:
+    a raw clone's child must get its own written there, as glibc's fork does with CLONE_CHILD_SETTID.
+    None where it is not at the expected offset (another libc, layout or architecture) or this is not
+    the main thread (whose TID is the PID: the check)."""
+    address = int(_pthread_self()) + GLIBC_TID_OFFSET
+    return address if ctypes.c_int.from_address(address).value == os.getpid() else None
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int | None:
+    """os.fork(), with the child born in the cgroup2 directory open as cgroup_fd (clone3 with
+    CLONE_INTO_CGROUP): nothing migrates, so no RCU grace period. Call it single-threaded: no other
+    thread may hold a libc lock across it (glibc's own fork would take them). Returns None, and no
+    child exists, where this cannot be done (the kernel has no clone3 or no CLONE_INTO_CGROUP, or glibc's
+    TID field is not found): the caller forks and moves the child instead. Other errors raise OSError."""
+    tid_field = glibc_tid_field()
+    if tid_field is None:
+        return None
+    args = _CloneArgs(
+        flags=c.CLONE_INTO_CGROUP | c.CLONE_CHILD_SETTID,
+        child_tid=tid_field,
+        exit_signal=_signal.SIGCHLD,
+        cgroup=cgroup_fd,
+    )
+    _before_fork()
+    try:
+        pid = int(_clone3(c.SYS_CLONE3, ctypes.byref(args), ctypes.sizeof(args)))
+    except OSError as exc:
+        _after_fork_parent()
+        if exc.errno in CLONE3_MISSING:
+            return None
+        raise
+    if pid == 0:
+        _after_fork_child()
+    else:
+        _after_fork_parent()
+    return pid

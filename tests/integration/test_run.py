@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import container as container_module
 from tests.integration.conftest import (
     DEADLINE,
     STATE_ROOT,
@@ -205,6 +206,43 @@ def test_pids_limit_stops_a_fork_loop(start: Callable[..., Background]) -> None:
     assert current == forks + 2
     container.proc.terminate()
     assert container.finish()[0] == 128 + signal.SIGTERM
+
+
+def cgroups_of(pid: str) -> dict[str, str]:
+    """/proc/PID/cgroup as {"4:memory": "/runtime/ID", ...}."""
+    return dict(line.rsplit(":", 1) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+
+
+@pytest.mark.parametrize("clone3", ["", "0"], ids=["born-in-them", "forked-and-moved"])
+def test_the_init_is_in_the_containers_cgroups_in_every_hierarchy(
+    start: Callable[..., Background], monkeypatch: pytest.MonkeyPatch, clone3: str
+) -> None:
+    # RUNTIME_CLONE3=0: as on a kernel without clone3, the init is moved into each cgroup
+    monkeypatch.setenv("RUNTIME_CLONE3", clone3)
+    container = start("--verbose", "sh", "-c", "echo up; exec sleep 30")
+    assert container.first_line() == "up\n"
+    state = container.state()
+    for pid in (int(state["init_pid"]), forked_workload(int(state["init_pid"]))):
+        seen = cgroups_of(str(pid))
+        assert sorted(seen) == sorted(cgroups_of("self"))  # "4:memory", "0:", ...: every hierarchy
+        assert set(seen.values()) == {f"/runtime/{state['id']}"}, seen
+    container.proc.terminate()
+    code, _, stderr = container.finish()
+    assert code == 128 + signal.SIGTERM, stderr
+    if clone3 == "0":
+        assert "cgroups: joined without a move: none; moved: " in stderr, stderr
+    elif container_module.kernel_at_least(os.uname().release, container_module.LOCKLESS_SELF_MOVE):
+        assert "; moved: none" in stderr, stderr  # clone3 into cgroup2, "0" into the v1 tasks files
+
+
+@pytest.mark.parametrize("clone3", ["", "0"], ids=["born-in-them", "forked-and-moved"])
+def test_pids_limit_2_is_the_init_and_the_workload(
+    box: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, clone3: str
+) -> None:
+    # the setup process is in the container's cgroups until it exits: the runtime reaps it first
+    monkeypatch.setenv("RUNTIME_CLONE3", clone3)
+    done = box("--pids-limit", "2", "sh", "-c", "echo ok")
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
 
 
 def test_cpu_limit_throttles_a_busy_loop(start: Callable[..., Background]) -> None:
