@@ -154,4 +154,4 @@ def soak(session: nox.Session) -> None:
     install it (no -e): the editable install hides what a wheel lacks."""
     apt_install(session, "busybox-static")
     session.install("--force-reinstall", ".")
-    session.run("python", "benchmarks/soak.py", *session.posargs)
+    session.run("python", "-m", "benchmarks.soak", *session.posargs)

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures, and the soak (`python3 -m benchmarks.soak`)."""
