@@ -7,20 +7,31 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from compat import qualify
-from compat.images.kernels import KernelError
+from compat.errors import CompatError
 from compat.proc import CommandError
-from compat.report import ReportError
+from compat.results.status import EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, EXIT_UNUSABLE
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors exit 2, which `compat qualify` defines as "could not decide"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNUSABLE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="compat", description="kernel qualification for containers")
+    parser = _Parser(prog="compat", description="kernel qualification for containers")
+    parser.add_argument("--version", action="version", version=f"compat {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True)
     check = verbs.add_parser(
         "qualify",
         help="a candidate kernel against a baseline, with a verdict",
-        description="Exit 0: qualified; 1: regressions; 2: could not decide (infrastructure errors).",
+        description="Exit 0: qualified; 1: regressions; 2: could not decide (infrastructure errors); "
+        "3: bad input.",
     )
     check.add_argument(
         "--kernel", help="the candidate: a catalogue id (6.12), a linux-image .deb or a directory"
@@ -41,24 +52,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.self_check:
             detected, lines = qualify.self_check(args.baseline, args.report.absolute())
             print("\n".join(lines))
-            return 0 if detected == len(qualify.INJECTIONS) else 1
+            return EXIT_PASS if detected == len(qualify.INJECTIONS) else EXIT_FAIL
         if not args.kernel:
             print("compat qualify: --kernel is required (or --self-check)", file=sys.stderr)
-            return 2
+            return EXIT_UNUSABLE
         return qualify_kernel(args)
-    except (KernelError, CommandError, ReportError) as failure:
+    except CommandError as failure:  # a tool of the harness or the host failed: no verdict
         print(f"compat: error: {failure}", file=sys.stderr)
-        return qualify.UNDECIDED
+        return EXIT_UNDECIDED
+    except CompatError as failure:
+        print(f"compat: error: {failure}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("kcompat")
+    except metadata.PackageNotFoundError:
+        return "(unknown: not installed)"
 
 
 def qualify_kernel(args: argparse.Namespace) -> int:
     flavours = tuple(flavour for flavour in args.flavours.split(",") if flavour)
     out = args.report.absolute()
+    # Both kernels resolved and their configs read before anything boots: a bad id is a usage error.
+    candidate_config = qualify.config_of(args.kernel)
+    baseline_config = qualify.config_of(args.baseline)
     base = qualify.baseline_run(args.baseline, flavours, out / "baseline")
     candidate = qualify.run_suite(args.kernel, flavours, out / "candidate")
-    candidate_config = qualify.config_of(args.kernel)
     findings = qualify.compare(base, candidate, candidate_config)
-    findings += qualify.compare_configs(qualify.config_of(args.baseline), candidate_config)
+    findings += qualify.compare_configs(baseline_config, candidate_config)
     code = qualify.verdict(findings, base, candidate)
     qualify.write(out, code, args.kernel, args.baseline, findings, {"candidate": candidate, "baseline": base})
     print((out / "qualify.md").read_text().split("## The candidate matrix", 1)[0])

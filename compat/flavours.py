@@ -11,9 +11,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from compat.errors import CompatError
 
-class FlavourError(ValueError):
-    pass
+
+class FlavourError(CompatError):
+    """A flavour name that does not name one way to boot."""
 
 
 class Cgroups(enum.StrEnum):
@@ -79,20 +81,26 @@ class Flavour:
 def parse(name: str) -> Flavour:
     """`v2`, `hybrid+no-overlay`, `initramfs-root` …; unknown words and contradictions are refused."""
     words = [word for word in name.strip().split("+") if word]
+    known = ", ".join([*(c.value for c in Cgroups), *MODIFIERS])
     if not words:
-        raise FlavourError("an empty flavour name")
+        raise FlavourError(
+            "an empty flavour name", f"name a cgroup layout and modifiers joined by '+': {known}"
+        )
     layouts = [word for word in words if word in {c.value for c in Cgroups}]
     if len(layouts) > 1:
-        raise FlavourError(f"flavour {name!r} names two cgroup layouts: {', '.join(layouts)}")
+        raise FlavourError(
+            f"flavour {name!r} names two cgroup layouts: {', '.join(layouts)}", "keep one cgroup layout"
+        )
     fields: dict[str, object] = {"cgroups": Cgroups(layouts[0]) if layouts else Cgroups.V2}
     for word in words:
         if word in layouts:
             continue
         if word not in MODIFIERS:
-            known = ", ".join([*(c.value for c in Cgroups), *MODIFIERS])
-            raise FlavourError(f"unknown flavour part {word!r} in {name!r}; known: {known}")
+            raise FlavourError(f"unknown flavour part {word!r} in {name!r}", f"known parts: {known}")
         field, value = MODIFIERS[word]
         if field in fields:
-            raise FlavourError(f"flavour {name!r} sets {field} twice")
+            raise FlavourError(
+                f"flavour {name!r} sets {field} twice", f"keep one of the parts that set {field}"
+            )
         fields[field] = value
     return Flavour(**fields)  # type: ignore[arg-type]

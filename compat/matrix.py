@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compat import flavours
+from compat.errors import CompatError
 from compat.flavours import Cgroups, Flavour, Overlay, Root, Userns
 from runtime.features.kconfig import KernelConfig
 
@@ -37,8 +38,8 @@ FEATURES = (
 Value = str | bool | None
 
 
-class MatrixError(ValueError):
-    pass
+class MatrixError(CompatError):
+    """A matrix or cell that names no runnable cell, or a cell whose expectations cannot be derived."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ def parse_cell(text: str) -> Cell:
     """6.1-v2, 6.12-hybrid, 6.1-v2+userns-off …: the kernel id has no '-', the flavour may."""
     kernel, sep, flavour = text.strip().partition("-")
     if not sep or not kernel or not flavour:
-        raise MatrixError(f"a cell is KERNEL-FLAVOUR, e.g. 6.1-v2; got {text!r}")
+        raise MatrixError(f"{text!r} is not a cell", "a cell is KERNEL-FLAVOUR, e.g. 6.1-v2")
     try:
         return Cell(kernel, flavours.parse(flavour))
     except flavours.FlavourError as exc:
-        raise MatrixError(f"cell {text!r}: {exc}") from exc
+        raise MatrixError(f"cell {text!r}: {exc.message}", exc.hint) from exc
 
 
 def select(matrix: str = "default", cells: str | None = None) -> list[Cell]:
@@ -67,7 +68,7 @@ def select(matrix: str = "default", cells: str | None = None) -> list[Cell]:
         return [parse_cell(cell) for cell in cells.split(",") if cell.strip()]
     chosen = {"default": DEFAULT, "full": FULL}.get(matrix)
     if chosen is None:
-        raise MatrixError(f"unknown matrix {matrix!r}: default or full")
+        raise MatrixError(f"unknown matrix {matrix!r}", "the matrices are default and full")
     return [parse_cell(cell) for cell in chosen]
 
 
@@ -91,7 +92,10 @@ def _where(config: KernelConfig, flavour: Flavour, base: str, v1_option: str) ->
 
 def expected(cell: Cell, config: KernelConfig) -> dict[str, Value]:
     if config.version is None:
-        raise MatrixError(f"cell {cell.id}: the kernel config names no version")
+        raise MatrixError(
+            f"cell {cell.id}: the kernel config names no version",
+            "use the kernel's own config, which starts '# Linux/ARCH VERSION Kernel Configuration'",
+        )
     version = config.version
     flavour = cell.flavour
     userns_built = config.built("USER_NS")

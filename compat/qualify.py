@@ -3,8 +3,10 @@
 Both run the compat suite in the same flavours; then every feature and every test is compared, flavour
 by flavour, and every change is sorted (regression, improvement, changed) and explained in container
 terms. The kernels' configs are compared too, so a change that no chosen flavour exercises (the v1
-memory controller when no v1 host is run) is still said. Exit: 0 qualified, 1 regressions, 2 could not
-decide (an infrastructure error).
+memory controller when no v1 host is run) is still said. The pairing and the changes are the results'
+diff (compat/results/diff.py); this module sorts and explains them. The verdict is the results' one
+(compat/results/status.py): EXIT_FAIL for a regression, even beside an infra error; EXIT_UNDECIDED for
+an infra error and no regression; else EXIT_PASS, qualified.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from __future__ import annotations
 import enum
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from compat import report
-from compat.images import kernels
+from compat.images import kernel_catalogue, kernels
 from compat.images.cache import cache_root, key
 from compat.proc import CommandError, run
+from compat.results import html as html_matrix
+from compat.results import markdown as markdown_matrix
+from compat.results import schema
+from compat.results.diff import Change, ChangeKind, Pair, PairBy, cell_changes, pairs
+from compat.results.model import Cell, Results
+from compat.results.status import EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, Status, reduce
 from runtime.features import fromconfig, kconfig
 
 REPO = Path(__file__).resolve().parents[1]
-SUITE_VERSION = "0.1.0"
 DEFAULT_FLAVOURS = ("v2", "hybrid", "v1")
-QUALIFIED, REGRESSED, UNDECIDED = 0, 1, 2
 Value = str | bool | None
 
 
@@ -119,36 +125,62 @@ def _explain_with_config(name: str, before: Value, after: Value, config: kconfig
 
 
 def compare(
-    baseline: report.Results, candidate: report.Results, candidate_config: kconfig.KernelConfig | None = None
+    baseline: Results, candidate: Results, candidate_config: kconfig.KernelConfig | None = None
 ) -> list[Finding]:
-    found: list[Finding] = []
+    """The results' diff of the two runs, sorted and explained, in the candidate's cell order.
+
+    A pair where a cell is missing or has an infra error is not compared: the verdict says so. Only
+    what the candidate measured counts: a feature only the baseline has, or a test that ran in one run
+    only, is a difference of suites, not of kernels.
+    """
     # One kernel on each side (a qualify run): cells pair by flavour; otherwise by cell id.
-    by_flavour = (
+    one_kernel_each = (
         len({c.kernel for c in baseline.cells}) == 1 and len({c.kernel for c in candidate.cells}) == 1
     )
-    base = {(cell.flavour if by_flavour else cell.id): cell for cell in baseline.cells}
-    for cell in candidate.cells:
-        before = base.get(cell.flavour if by_flavour else cell.id)
-        if before is None or before.infra_error or cell.infra_error:
-            continue  # could not be compared: the verdict says so
-        for name, after_value in cell.features.items():
-            before_value = before.features.get(name)
-            if before_value != after_value:
-                category = classify(before_value, after_value)
-                explanation = _explain_with_config(name, before_value, after_value, candidate_config)
-                found.append(
-                    Finding(category, cell.flavour, "feature", name, before_value, after_value, explanation)
-                )
-        old = {case.key: case for case in before.tests}
-        for case in cell.tests:
-            previous = old.get(case.key)
-            if previous is not None and previous.outcome != case.outcome:
-                found.append(Finding(
-                    classify_test(previous.outcome.value, case.outcome.value), cell.flavour, "test", case.key,
-                    previous.outcome.value, case.outcome.value,
-                    explain_test(case.group, case.name, previous.outcome.value, case.outcome.value),
-                ))  # fmt: skip
+    by: PairBy = "flavour" if one_kernel_each else "id"
+    order = {cell.id: index for index, cell in enumerate(candidate.cells)}
+    found: list[Finding] = []
+    for old, new in sorted(_comparable(pairs(baseline, candidate, by)), key=lambda cells: order[cells[1].id]):
+        for change in cell_changes(new.flavour, old, new):
+            finding = _finding(change, new.features, candidate_config)
+            if finding is not None:
+                found.append(finding)
     return found
+
+
+def _comparable(paired: list[Pair]) -> list[tuple[Cell, Cell]]:
+    return [
+        (pair.baseline, pair.candidate)
+        for pair in paired
+        if pair.baseline is not None
+        and pair.candidate is not None
+        and pair.baseline.infra_error is None
+        and pair.candidate.infra_error is None
+    ]
+
+
+def _finding(
+    change: Change, measured: Mapping[str, Value], config: kconfig.KernelConfig | None
+) -> Finding | None:
+    before, after = change.before, change.after
+    if change.kind is ChangeKind.FEATURE and change.key in measured:
+        explanation = _explain_with_config(change.key, before, after, config)
+        return Finding(
+            classify(before, after), change.flavour, "feature", change.key, before, after, explanation
+        )
+    if change.kind is ChangeKind.TEST and before is not None and after is not None:
+        group, _, name = change.key.partition("::")
+        was, now = str(before), str(after)
+        return Finding(
+            classify_test(was, now),
+            change.flavour,
+            "test",
+            change.key,
+            was,
+            now,
+            explain_test(group, name, was, now),
+        )
+    return None
 
 
 def compare_configs(baseline: kconfig.KernelConfig, candidate: kconfig.KernelConfig) -> list[Finding]:
@@ -167,22 +199,21 @@ def compare_configs(baseline: kconfig.KernelConfig, candidate: kconfig.KernelCon
     return found
 
 
-def verdict(findings: list[Finding], *runs: report.Results) -> int:
-    if any(cell.infra_error for results in runs for cell in results.cells):
-        return UNDECIDED
-    if any(finding.category is Category.REGRESSION for finding in findings):
-        return REGRESSED
-    return QUALIFIED
+def verdict(findings: list[Finding], *runs: Results) -> int:
+    """The results' one verdict: a regression is a failure, a cell with an infra error undecided."""
+    statuses = [Status.FAIL for finding in findings if finding.category is Category.REGRESSION]
+    statuses += [Status.INFRA_ERROR for results in runs for cell in results.cells if cell.infra_error]
+    return reduce(statuses)
 
 
 # --- running the suite ------------------------------------------------------------------------------------------
 
 
-def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "") -> report.Results:
+def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "") -> Results:
     """The compat suite on kernel in each flavour; results from out/results.json."""
     label, mapping = (
         (kernel, "")
-        if kernel in kernels.load_catalogue().ids
+        if kernel in kernel_catalogue.load_catalogue().ids
         else ("custom", f"custom={Path(kernel).absolute()}")
     )
     cells = ",".join(f"{label}-{flavour}" for flavour in flavours)
@@ -195,21 +226,24 @@ def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "
     except CommandError as failure:
         if failure.returncode not in (1,):  # 1: tests failed, which the comparison reads
             raise
-    return report.load(out / "results.json")
+    return schema.load(out / "results.json")
 
 
-def baseline_run(baseline: str, flavours: tuple[str, ...], out: Path) -> report.Results:
+def baseline_run(baseline: str, flavours: tuple[str, ...], out: Path) -> Results:
     """Cached by the baseline's package version and the suite's version."""
-    entry = kernels.load_lock().get(baseline)
+    entry = kernel_catalogue.load_lock().get(baseline)
     version = [(package.name, package.version) for package in entry.packages] if entry else baseline
     cached = (
-        cache_root() / "baselines" / key(version, SUITE_VERSION, flavours, _suite_digest()) / "results.json"
+        cache_root()
+        / "baselines"
+        / key(version, schema.SUITE_VERSION, flavours, _suite_digest())
+        / "results.json"
     )
     if cached.exists():
-        return report.load(cached)
+        return schema.load(cached)
     results = run_suite(baseline, flavours, out)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(report.dump(results))
+    cached.write_text(schema.dump(results))
     return results
 
 
@@ -223,8 +257,14 @@ def _suite_digest() -> str:
 def config_of(kernel: str) -> kconfig.KernelConfig:
     tree = kernels.resolve(kernel)
     if tree.config is None:
-        raise kernels.KernelError(f"{kernel} has no kernel config")
-    return kconfig.load(tree.config)
+        raise kernel_catalogue.KernelError(
+            f"{kernel} has no kernel config",
+            "qualify a kernel package that ships its config (/boot/config-*)",
+        )
+    try:
+        return kconfig.load(tree.config)
+    except kconfig.ConfigError as exc:
+        raise kernel_catalogue.KernelError(f"{kernel}: {exc}", exc.hint) from exc
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -235,14 +275,14 @@ TITLES = {
     Category.CHANGED: "Changed behaviour",
 }
 WORDS = {
-    QUALIFIED: "QUALIFIED",
-    REGRESSED: "REGRESSIONS",
-    UNDECIDED: "COULD NOT DECIDE (infrastructure errors)",
+    EXIT_PASS: "QUALIFIED",
+    EXIT_FAIL: "REGRESSIONS",
+    EXIT_UNDECIDED: "COULD NOT DECIDE (infrastructure errors)",
 }
 
 
 def markdown(
-    code: int, candidate: str, baseline: str, findings: list[Finding], runs: dict[str, report.Results]
+    code: int, candidate: str, baseline: str, findings: list[Finding], runs: dict[str, Results]
 ) -> str:
     lines = [f"# Kernel qualification: {candidate} against {baseline}", "", f"**Verdict: {WORDS[code]}**", ""]
     for category in Category:
@@ -252,7 +292,7 @@ def markdown(
         lines += [f"- [{f.where}] {f.explanation}" for f in chosen]
         lines.append("")
     for label, results in runs.items():
-        lines += [f"## The {label} matrix", "", report.markdown(results).split("\n", 1)[-1], ""]
+        lines += [f"## The {label} matrix", "", markdown_matrix.render(results).split("\n", 1)[-1], ""]
     return "\n".join(lines)
 
 
@@ -262,7 +302,7 @@ def write(
     candidate: str,
     baseline: str,
     findings: list[Finding],
-    runs: dict[str, report.Results],
+    runs: dict[str, Results],
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     text = markdown(code, candidate, baseline, findings, runs)
@@ -274,7 +314,7 @@ def write(
     (directory / "qualify.html").write_text(
         f"<!doctype html><meta charset=utf-8><title>qualify {_escape(candidate)}</title>"
         f"<h1>{_escape(candidate)} against {_escape(baseline)}: {WORDS[code]}</h1><ul>{body}</ul>"
-        + "".join(report.html(results).split("<body>", 1)[-1] for results in runs.values())
+        + "".join(html_matrix.render(results).split("<body>", 1)[-1] for results in runs.values())
     )
 
 

@@ -1,3 +1,1 @@
 """A container runtime that detects what its host kernel can do and adapts to it."""
-
-__version__ = "0.1.0"

@@ -13,11 +13,22 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
+DISTRIBUTION = "kcompat"  # the package that installs the `runtime` command (pyproject.toml)
+DESCRIPTION = (
+    "A container runtime that finds out what its host's kernel can do (namespaces, cgroup v1 or v2, "
+    "overlayfs, pivot_root, user namespaces) and adapts to it. `runtime check` says whether this host can "
+    "run containers, and why not; `runtime run` runs a command in a container, from an imported image or a "
+    "root filesystem directory; `runtime image` imports Docker and OCI images into the local store."
+)
+EPILOG = "Each verb has its own help: runtime VERB --help."
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="runtime", description=__doc__)
+    parser = argparse.ArgumentParser(prog="runtime", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="say what was decided and why")
+    parser.add_argument("--version", action=_version_action(), help="print the version and exit")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_check(verbs)
     _add_run(verbs)
@@ -29,6 +40,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version; read here only, on the argparse path (importlib.metadata costs
+    start-up time `runtime run` does not pay)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # runtime/ copied in uninstalled, as into the compat guests
+        return "(unknown: not installed)"
+
+
+def _version_action() -> type[argparse.Action]:
+    """argparse's "version" action, but the version is looked up only when --version is given."""
+    import argparse
+
+    class ShowVersion(argparse.Action):
+        def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+            super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: str | Sequence[object] | None,
+            option_string: str | None = None,
+        ) -> None:
+            print(f"runtime {version()}")
+            parser.exit()
+
+    return ShowVersion
+
+
 def _add_check(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from pathlib import Path
 
@@ -36,7 +79,8 @@ def _add_check(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "check",
         help="what this kernel can do for containers",
         description="Detect the kernel features of this host (or of a kernel config file) and say whether "
-        "containers can run. Exit 0 when they can for the calling user, 1 when they cannot.",
+        "containers can run. Exit 0 when they can for the calling user, 1 when they cannot, 2 when there is "
+        "nothing to judge by (an unreadable config, no /proc).",
     )
     check.add_argument("--json", action="store_true", help="print the versioned JSON document instead")
     check.add_argument(

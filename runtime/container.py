@@ -14,13 +14,13 @@ import os
 from runtime import channel, child, output, state
 from runtime.cgroups import layout
 from runtime.cgroups.base import Cgroup, CgroupError
-from runtime.cgroups.manager import DevicesUnrestricted, Manager, Unavailable, plan
+from runtime.cgroups.manager import DevicesUnrestricted, Manager, NoCgroups, Unavailable, plan
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
 from runtime.errors import EXIT_RUNTIME, Failure
-from runtime.features.sysroot import LIVE, Sysroot
 from runtime.linux import constants as c
 from runtime.linux import libc
+from runtime.linux.sysroot import LIVE, Sysroot
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
@@ -51,21 +51,20 @@ def run(spec: ContainerSpec) -> int:
             overlay = _image_root(spec, storage, userns)
         else:
             _mount_points(spec.rootfs)
-        devices_held = _create_cgroups(manager, spec) if manager else False
+        devices_held = _create_cgroups(manager, spec)
         if not devices_held:
             output.note(f"devices: {NODEV_FALLBACK}")
         seccomp = _seccomp_filter(profile, deny_device_mknod=not devices_held)
         return _launch(spec, manager, record, userns, overlay, seccomp, nodev=not devices_held)
     finally:
-        if manager:
-            _destroy_cgroups(manager)
+        _destroy_cgroups(manager)
         if spec.image:
             _remove_container_dir(spec)
         state.release(record)
 
 
-def _claim(spec: ContainerSpec, manager: Manager | None) -> state.State:
-    directories = tuple(manager.directories()) if manager else ()
+def _claim(spec: ContainerSpec, manager: Manager) -> state.State:
+    directories = tuple(manager.directories())
     command = " ".join(spec.argv)
     if spec.image is None:
         return state.claim(spec.container_id, spec.name, command, directories)
@@ -79,7 +78,7 @@ def _claim(spec: ContainerSpec, manager: Manager | None) -> state.State:
 # --- decisions ------------------------------------------------------------------------------------------
 
 
-def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
+def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager:
     """The cgroups for this container, or a refusal (exit 125) before anything exists.
 
     One in every hierarchy, limits or not: the init unshares its cgroup namespace once it is moved,
@@ -104,7 +103,7 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager | None:
         output.note(
             "cgroups: none mounted; the container runs without limits, accounting or a devices cgroup"
         )
-        return None
+        return NoCgroups()
     try:
         manager = plan(found, spec.container_id, spec.limits, devices)
     except Unavailable as missing:
@@ -321,7 +320,7 @@ class _Setup:
 
 def _launch(
     spec: ContainerSpec,
-    manager: Manager | None,
+    manager: Manager,
     record: state.State,
     userns: str,
     overlay: tuple[str, str, str] | None,
@@ -372,7 +371,7 @@ class _Moved:
         self.cgroup2_fd = cgroup2_fd
 
 
-def _open_cgroups_for_birth(manager: Manager | None, launch: child.Launch) -> _Moved:
+def _open_cgroups_for_birth(manager: Manager, launch: child.Launch) -> _Moved:
     """Nothing moves where it can be helped (a move waits for an RCU grace period, 20 ms here): the
     setup process is born in the cgroup2 cgroup (clone3, 5.7+), writes "0" to the v1 `tasks` files
     itself (lockless for a thread moving itself from 6.0, see child.join_v1), and the init inherits
@@ -380,8 +379,6 @@ def _open_cgroups_for_birth(manager: Manager | None, launch: child.Launch) -> _M
 
     RUNTIME_CLONE3=0 does as on a kernel without clone3 (before 5.3): fork, then move the init into
     every cgroup (tests)."""
-    if manager is None:
-        return _Moved([])
     if os.environ.get("RUNTIME_CLONE3") == "0":
         return _Moved(list(manager.parts))
     moved = _Moved([])
@@ -540,7 +537,7 @@ def _kill_and_reap(pid: int) -> None:
     _reap(pid)
 
 
-def _wait(init_pid: int, manager: Manager | None, spec: ContainerSpec) -> int:
+def _wait(init_pid: int, manager: Manager, spec: ContainerSpec) -> int:
     def forward(signum: int, _frame: object) -> None:
         try:
             os.kill(init_pid, signum)
@@ -552,7 +549,7 @@ def _wait(init_pid: int, manager: Manager | None, spec: ContainerSpec) -> int:
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, child.FORWARDED)
     _, status = os.waitpid(init_pid, 0)
     code = child.exit_code(status)
-    if code == 128 + _signal.SIGKILL and manager is not None and manager.oom_kills():
+    if code == 128 + _signal.SIGKILL and manager.oom_kills():
         limit = spec.limits.memory
         shown = f"the --memory limit of {limit // 1024**2} MiB" if limit else "its memory limit"
         output.warn(f"the container ran out of memory: the kernel's OOM killer ended it at {shown}")

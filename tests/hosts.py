@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.features.probes import Outcome
-from runtime.features.sysroot import Sysroot
+from runtime.linux.sysroot import Sysroot
 
 DEBIAN_5_10 = "5.10.0-32-cloud-amd64"
 DEBIAN_6_1 = "6.1.0-54-cloud-amd64"

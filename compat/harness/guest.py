@@ -18,6 +18,7 @@ from compat import matrix
 from compat.harness.qemu import BootError, Machine, Vm
 from compat.images.build import build_all
 from compat.matrix import Cell
+from compat.results.model import InfraKind
 from runtime.features import kconfig
 from runtime.features.kernel import parse_release
 from runtime.features.model import KernelVersion
@@ -175,8 +176,8 @@ def boot_vagrant(
     except (CommandError, vagrant.VagrantError) as failure:
         vm.stop()
         tail = console.read_text(errors="replace")[-3000:] if console.exists() else ""
-        kind = "ssh failure" if isinstance(failure, vagrant.VagrantError) else "boot timeout"
-        raise BootError(kind, f"vagrant: {failure}", tail) from failure
+        kind = InfraKind.SSH if isinstance(failure, vagrant.VagrantError) else InfraKind.BOOT_TIMEOUT
+        raise BootError(kind, f"vagrant: {failure.message}", tail) from failure
     except BaseException:
         vm.stop()
         raise

@@ -16,15 +16,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compat.errors import CompatError
 from compat.flavours import READY_MARKER, Flavour
+from compat.proc import Spawned, spawn
+from compat.results.model import InfraKind
 
 PANIC_MARKERS = ("Kernel panic", "BUG: ", "Oops: ", "general protection fault", "KCOMPAT-FAILED")
 
 
-class BootError(RuntimeError):
-    """The VM did not come up: the message names why, and carries the console's tail."""
+class BootError(CompatError):
+    """The VM did not come up: its kind (one of the results' InfraKind), why, and the console's tail."""
 
-    def __init__(self, kind: str, message: str, console_tail: str) -> None:
+    def __init__(self, kind: InfraKind, message: str, console_tail: str) -> None:
         super().__init__(f"{kind}: {message}\n--- console (last lines) ---\n{console_tail}")
         self.kind = kind
         self.console_tail = console_tail
@@ -90,7 +93,7 @@ class Vm:
     machine: Machine
     workdir: Path
     ssh_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+    process: Spawned | None = None
 
     @property
     def console(self) -> Path:
@@ -105,11 +108,8 @@ class Vm:
         self.ssh_port = self.ssh_port or free_port()
         argv = qemu_argv(self.machine, self.ssh_port, self.console, self.pidfile)
         (self.workdir / "qemu.argv").write_text(" ".join(argv) + "\n")
-        # The VM dies with us even if we are killed: PR_SET_PDEATHSIG in the child.
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
-        )  # fmt: skip
+        # spawn: the VM dies with us even if we are killed (a parent-death signal), in its own group.
+        self.process = spawn(argv, stderr=subprocess.PIPE)
 
     def wait_ready(self, deadline: float) -> str:
         """Wait for the ready marker on the console, then for sshd's banner; returns the marker line."""
@@ -119,7 +119,7 @@ class Vm:
             for marker in PANIC_MARKERS:
                 if marker in text:
                     raise BootError(
-                        "kernel panic or oops" if marker != "KCOMPAT-FAILED" else "guest init failed",
+                        InfraKind.PANIC if marker != "KCOMPAT-FAILED" else InfraKind.GUEST_INIT,
                         marker,
                         tail(self.console),
                     )
@@ -130,23 +130,24 @@ class Vm:
                     wait_for_ssh_banner(self.ssh_port, end - time.monotonic(), self.console)
                     return line.rstrip("\r\n")
             time.sleep(0.1)
-        raise BootError("boot timeout", f"no {READY_MARKER} within {deadline:.0f} s", tail(self.console))
+        raise BootError(
+            InfraKind.BOOT_TIMEOUT, f"no {READY_MARKER} within {deadline:.0f} s", tail(self.console)
+        )
 
     def _check_alive(self, text: str) -> None:
         if self.process is not None and self.process.poll() is not None:
-            stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            pipe = self.process.process.stderr
+            stderr = pipe.read().decode(errors="replace") if pipe else ""
             raise BootError(
-                "qemu exited", f"exit {self.process.returncode}: {stderr.strip()[-500:]}", tail(self.console)
+                InfraKind.QEMU_EXITED,
+                f"exit {self.process.returncode}: {stderr.strip()[-500:]}",
+                tail(self.console),
             )
 
     def stop(self) -> None:
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        self.process.wait(timeout=10)
-        if self.process.stderr:
-            self.process.stderr.close()
+        self.process.stop()
         self.process = None
 
 
@@ -159,15 +160,7 @@ def wait_for_ssh_banner(port: int, deadline: float, console: Path) -> None:
             if sock.recv(64).startswith(b"SSH-2.0-"):
                 return
         time.sleep(0.2)
-    raise BootError("ssh failure", f"no SSH-2.0- banner on 127.0.0.1:{port}", tail(console))
-
-
-def _die_with_parent() -> None:
-    from runtime.linux import constants as c
-    from runtime.linux import libc
-
-    libc.prctl(c.PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.setpgid(0, 0)
+    raise BootError(InfraKind.SSH, f"no SSH-2.0- banner on 127.0.0.1:{port}", tail(console))
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from compat.errors import CompatError
 from compat.harness.qemu import Machine, kernel_command_line
 from compat.proc import run
 
@@ -29,8 +30,8 @@ IMAGES = Path("/var/lib/libvirt/images/kcompat")  # where libvirt's qemu user ca
 NETNS_FILE = "netns"  # in the reports' vms dir: the namespace this run made
 
 
-class VagrantError(RuntimeError):
-    pass
+class VagrantError(CompatError):
+    """A Vagrant machine the harness cannot reach, or may not reach safely."""
 
 
 def usable() -> str:
@@ -190,7 +191,10 @@ def parse_ssh_config(text: str, host: str) -> SshTarget:
     config = paramiko.SSHConfig.from_text(text)
     found = config.lookup(host)
     if "hostname" not in found or found["hostname"] == host:
-        raise VagrantError(f"vagrant ssh-config says nothing about {host}")
+        raise VagrantError(
+            f"vagrant ssh-config says nothing about {host}",
+            "the machine may not have come up: see `vagrant status` and its console log",
+        )
     identity = found.get("identityfile", [""])
     return SshTarget(
         host, found["hostname"], int(found.get("port", 22)), found.get("user", "root"), identity[0]
@@ -203,7 +207,8 @@ def check_route(route_get_output: str, address: str) -> str:
     device = words[words.index("dev") + 1] if "dev" in words else ""
     if not device.startswith("virbr"):
         raise VagrantError(
-            f"the route to {address} leaves by {device or 'no device'}, not a libvirt bridge: refusing to connect"
+            f"the route to {address} leaves by {device or 'no device'}, not a libvirt bridge: refusing to connect",
+            "libvirt's management network must be active in the harness's namespace (virsh net-list --all)",
         )
     return device
 

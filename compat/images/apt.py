@@ -17,6 +17,7 @@ from functools import cmp_to_key
 from pathlib import Path
 from urllib.parse import quote
 
+from compat.errors import CompatError
 from compat.images.cache import file_digest
 from compat.proc import CommandError, run, tail
 
@@ -39,7 +40,7 @@ _SIGNATURE_TROUBLE = re.compile(r"NO_PUBKEY|EXPKEYSIG|KEYEXPIRED|is not signed|B
 _MISSING_KEY = re.compile(r"NO_PUBKEY ([0-9A-F]+)")
 
 
-class AptError(RuntimeError):
+class AptError(CompatError):
     """Base class for the errors of this module."""
 
 
@@ -54,8 +55,9 @@ class MirrorNotFound(AptError):
         self.files = tuple(files)
         read = ", ".join(str(f) for f in self.files) or "no apt source files found"
         super().__init__(
-            "no Debian mirror in the host's apt sources (wanted a 'deb' entry with a plain "
-            f"Debian suite such as bookworm, component main, not a -security archive); read: {read}"
+            f"no Debian mirror in the host's apt sources; read: {read}",
+            "add a 'deb' entry with a plain Debian suite such as bookworm and component main "
+            "(a -security archive does not count)",
         )
 
 
@@ -71,7 +73,10 @@ class ReleaseNotVerified(AptError):
         self.keyring = keyring
         self.missing_keys = tuple(missing_keys)
         keys = ", ".join(self.missing_keys) or "unknown"
-        super().__init__(f"cannot verify the Release file of {suite} with {keyring} (keys: {keys}): {detail}")
+        super().__init__(
+            f"cannot verify the Release file of {suite} with {keyring} (keys: {keys}): {detail}",
+            "install a newer debian-archive-keyring on the host",
+        )
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,9 @@ def host_sources(root: Path = Path("/")) -> list[AptSource]:
         try:
             sources.extend(parse(path.read_text(encoding="utf-8")))
         except SourcesParseError as exc:
-            raise SourcesParseError(f"{path}: {exc}") from exc
+            raise SourcesParseError(
+                f"{path}: {exc.message}", f"fix {path}; apt itself would reject it"
+            ) from exc
     return sources
 
 
@@ -361,7 +368,7 @@ def newer_keyring(mirror: AptSource, suites: Sequence[str], workdir: Path) -> Pa
         try:
             apt.update()
         except ReleaseNotVerified as exc:
-            tried.append(f"{suite}: {exc}")
+            tried.append(f"{suite}: {exc.message}")
             continue
         deb = apt.download("debian-archive-keyring", workdir / "debs")
         tree = extract_deb(deb, workdir / f"keyring-{suite}")
@@ -371,7 +378,10 @@ def newer_keyring(mirror: AptSource, suites: Sequence[str], workdir: Path) -> Pa
                 log.info("using %s from %s (%s)", name, suite, deb.name)
                 return path
         tried.append(f"{suite}: {deb.name} has no combined archive keyring")
-    raise AptError("no newer debian-archive-keyring could be verified: " + "; ".join(tried))
+    raise AptError(
+        "no newer debian-archive-keyring could be verified: " + "; ".join(tried),
+        "install a newer debian-archive-keyring on the host",
+    )
 
 
 def update_verified(apt: PrivateApt, fallback_suites: Sequence[str], workdir: Path) -> PrivateApt:
@@ -383,7 +393,7 @@ def update_verified(apt: PrivateApt, fallback_suites: Sequence[str], workdir: Pa
         apt.update()
         return apt
     except ReleaseNotVerified as exc:
-        log.warning("%s; looking for a newer debian-archive-keyring", exc)
+        log.warning("%s; looking for a newer debian-archive-keyring", exc.message)
         others = [s for s in fallback_suites if s != apt.suite]
         keyring = newer_keyring(apt.mirror, others, workdir)
     retry = dataclasses.replace(apt, keyring=str(keyring))

@@ -16,6 +16,7 @@ from pathlib import Path
 from compat.images import rootfs
 from compat.images.build import Images
 from compat.images.cache import Cache, file_digest, key
+from compat.images.kernel_tree import depmod
 from compat.proc import run
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _make(images: Images, work: Path) -> None:
     for kernel_set in images.kernels.values():
         release = kernel_set.kernel.release
         shutil.copytree(kernel_set.kernel.modules, tree / "usr" / "lib" / "modules" / release, symlinks=True)
-        run(["depmod", "-b", tree, release], capture=True)
+        depmod(tree, release)
     raw = work / "box.ext4"
     run(
         rootfs.mkfs_argv(tree, raw, images.rootfs.label, rootfs.image_size_mib(rootfs.tree_bytes(tree))),

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compat.images import initramfs, kernels, rootfs
+from compat.errors import CompatError
+from compat.images import initramfs, kernel_catalogue, kernel_tree, kernels, rootfs
 from compat.images.cache import Cache, file_digest, key
 from compat.proc import run
 
@@ -25,15 +26,15 @@ BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: the initramfs has no 
 DEFAULT_KERNELS = ("5.10", "6.1", "6.12", "7.x")
 
 
-class BuildError(RuntimeError):
-    pass
+class BuildError(CompatError):
+    """The host lacks what building the VM images needs."""
 
 
 @dataclass(frozen=True)
 class KernelSet:
     """One kernel, ready to boot with the shared root disk."""
 
-    kernel: kernels.KernelTree
+    kernel: kernel_tree.KernelTree
     initrd: Path
     modules_image: Path
 
@@ -55,7 +56,7 @@ class Tally:
         (self.reused if hit else self.built).append(name)
 
 
-def initrd_for(tree: kernels.KernelTree, cache: Cache, tally: Tally, rebuild: bool) -> Path:
+def initrd_for(tree: kernel_tree.KernelTree, cache: Cache, tally: Tally, rebuild: bool) -> Path:
     inputs = key(
         "initramfs", tree.release, file_digest(tree.modules_dep), file_digest(initramfs.INIT),
         file_digest(BUSYBOX), initramfs.WANTED, file_digest(Path(initramfs.__file__)),
@@ -67,7 +68,7 @@ def initrd_for(tree: kernels.KernelTree, cache: Cache, tally: Tally, rebuild: bo
     return slot.path / "initrd.img"
 
 
-def modules_image_for(tree: kernels.KernelTree, cache: Cache, tally: Tally, rebuild: bool) -> Path:
+def modules_image_for(tree: kernel_tree.KernelTree, cache: Cache, tally: Tally, rebuild: bool) -> Path:
     """The kernel's lib/modules/<release> on an ext4 disk (no loop mount: mkfs.ext4 -d), indexed by
     kmod's depmod: the guest's modprobe reads modules.dep.bin, which Debian's packages leave to postinst."""
     inputs = key("modules-image", 3, tree.release, file_digest(tree.modules_dep), str(tree.root))
@@ -76,7 +77,7 @@ def modules_image_for(tree: kernels.KernelTree, cache: Cache, tally: Tally, rebu
             staged = slot.work / "root" / "lib" / "modules"
             staged.mkdir(parents=True)
             shutil.copytree(tree.modules, staged / tree.release, symlinks=True)
-            run(["depmod", "-b", slot.work / "root", tree.release], capture=True)
+            kernel_tree.depmod(slot.work / "root", tree.release)
             size_mib = rootfs.image_size_mib(rootfs.tree_bytes(staged))
             run(rootfs.mkfs_argv(staged, slot.work / "modules.ext4", "kcompat-mods", size_mib), capture=True)
             shutil.rmtree(slot.work / "root")
@@ -89,9 +90,9 @@ def check_tools() -> None:
     missing = [tool for tool in tools if not shutil.which(tool)]
     if missing:
         packages = "debootstrap e2fsprogs openssh-client dpkg kmod"
-        raise BuildError(f"missing tools: {', '.join(missing)} (apt-get install {packages})")
+        raise BuildError(f"missing tools: {', '.join(missing)}", f"apt-get install {packages}")
     if not BUSYBOX.exists():
-        raise BuildError(f"{BUSYBOX} is missing: apt-get install busybox-static")
+        raise BuildError(f"{BUSYBOX} is missing", "apt-get install busybox-static")
 
 
 def build_all(kernel_specs: Sequence[str], cache: Cache | None = None, rebuild: bool = False) -> Images:
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         images = build_all([spec for spec in args.kernels.split(",") if spec], rebuild=args.rebuild)
-    except (BuildError, kernels.KernelError, rootfs.RootfsError) as exc:
+    except (CompatError, kernel_catalogue.KernelError) as exc:
         print(f"images: error: {exc}", file=sys.stderr)
         return 1
     for spec, kernel_set in images.kernels.items():

@@ -15,13 +15,15 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from compat.errors import CompatError
+
 # What the guest needs before its root disk is mounted; dependencies come from modules.dep.
 WANTED = ("virtio_pci", "virtio_blk", "virtio_rng", "virtio_net")
 INIT = Path(__file__).resolve().parents[2] / "vm-images" / "init" / "initramfs-init"
 
 
-class ModuleError(ValueError):
-    pass
+class ModuleError(CompatError):
+    """A kernel whose modules cannot make the initramfs."""
 
 
 def module_name(path: str) -> str:
@@ -61,10 +63,14 @@ class ModuleTable:
                 return
             if name not in self.paths:
                 raise ModuleError(
-                    f"{name} is neither a module nor built in (needed by {' -> '.join(chain) or 'the initramfs'})"
+                    f"{name} is neither a module nor built in (needed by {' -> '.join(chain) or 'the initramfs'})",
+                    "use a kernel built with the virtio drivers, as module or built in",
                 )
             if name in chain:
-                raise ModuleError(f"a dependency loop: {' -> '.join((*chain, name))}")
+                raise ModuleError(
+                    f"a dependency loop in modules.dep: {' -> '.join((*chain, name))}",
+                    "rebuild the kernel tree's modules.dep (python3 -m compat.images --rebuild)",
+                )
             for dep in self.deps[name]:
                 visit(dep, (*chain, name))
             order.append(name)
@@ -81,7 +87,10 @@ def read_module(path: Path) -> bytes:
     if path.suffix == ".gz":
         return gzip.decompress(data)
     if path.suffix == ".zst":
-        raise ModuleError(f"{path.name} is zstd-compressed; the standard library cannot unpack it")
+        raise ModuleError(
+            f"{path.name} is zstd-compressed; the standard library cannot unpack it",
+            "use a kernel whose modules are xz- or gzip-compressed, or uncompressed",
+        )
     return data
 
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from compat.errors import CompatError
 from compat.images.apt import DEFAULT_KEYRING, AptSource, host_mirror
 from compat.images.cache import Cache, file_digest, key
 from compat.proc import CommandError, run, tail
@@ -77,12 +78,15 @@ _EXT4_LABEL_MAX = 16
 T = TypeVar("T")
 
 
-class RootfsError(RuntimeError):
-    """The root filesystem could not be built; the message ends with a hint."""
+class RootfsError(CompatError):
+    """The root filesystem could not be built."""
 
 
 class RecipeError(RootfsError):
     """vm-images/rootfs.json is not what this module expects."""
+
+    def __init__(self, message: str, hint: str = "fix the recipe, vm-images/rootfs.json") -> None:
+        super().__init__(message, hint)
 
 
 # --- the recipe ------------------------------------------------------------------------------
@@ -188,13 +192,13 @@ def load_recipe(path: Path = RECIPE) -> Recipe:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"cannot read the rootfs recipe {path}: {exc}") from exc
+        raise RecipeError(f"cannot read the rootfs recipe {path}: {exc}", f"fix {path}") from exc
     if not isinstance(data, dict):
-        raise RecipeError(f"the rootfs recipe {path} is not a JSON object")
+        raise RecipeError(f"the rootfs recipe {path} is not a JSON object", f"fix {path}")
     try:
         return parse_recipe(data)
     except RecipeError as exc:
-        raise RecipeError(f"{path}: {exc}") from exc
+        raise RecipeError(f"{path}: {exc.message}", f"fix {path}") from exc
 
 
 # --- pure parts: argv, sizes, rendered files, keys -------------------------------------------
@@ -336,13 +340,13 @@ def build_rootfs(
 def _require_build_host() -> None:
     if os.geteuid() != 0:
         raise RootfsError(
-            "building the guest rootfs needs root (debootstrap makes device nodes and owned files); "
-            "hint: run as root, or point KCOMPAT_CACHE at a cache that already has the image"
+            "building the guest rootfs needs root (debootstrap makes device nodes and owned files)",
+            "run as root, or point KCOMPAT_CACHE at a cache that already has the image",
         )
     missing = sorted({pkg for tool, pkg in BUILD_TOOLS.items() if shutil.which(tool) is None})
     if missing:
         raise RootfsError(
-            f"tools to build the guest rootfs are missing; hint: apt-get install {' '.join(missing)}"
+            "tools to build the guest rootfs are missing", f"apt-get install {' '.join(missing)}"
         )
 
 
@@ -391,9 +395,9 @@ def _debootstrap(recipe: Recipe, mirror: AptSource, target: Path) -> None:
     if proc.returncode != 0:
         detail = tail(proc.stdout) or _last_line(target / "debootstrap" / "debootstrap.log")
         raise RootfsError(
-            f"debootstrap of {recipe.suite} from {mirror.uri} failed (exit {proc.returncode}): {detail}; "
-            f"hint: check the host's apt sources, the keyring {keyring_for(mirror)} (debian-archive-keyring) "
-            "and the package names in vm-images/rootfs.json"
+            f"debootstrap of {recipe.suite} from {mirror.uri} failed (exit {proc.returncode}): {detail}",
+            f"check the host's apt sources, the keyring {keyring_for(mirror)} (debian-archive-keyring) "
+            "and the package names in vm-images/rootfs.json",
         )
 
 
@@ -526,7 +530,7 @@ def _inside(root: Path, rel: str) -> Path:
     path = root / rel
     parent = path.parent.resolve()
     if not parent.is_relative_to(root.resolve()):
-        raise RootfsError(f"{rel} leads out of the tree {root} (through a symlink); hint: rebuild the tree")
+        raise RootfsError(f"{rel} leads out of the tree {root} (through a symlink)", "rebuild the tree")
     return parent / path.name
 
 
@@ -596,7 +600,8 @@ def _check_sshd(tree: Path) -> None:
         run(["chroot", tree, "/usr/sbin/sshd", "-t"], env=_LC_C)
     except CommandError as exc:
         raise RootfsError(
-            f"sshd rejects the guest's configuration: {exc.stderr_tail}; hint: see the sshd settings in vm-images/rootfs.json"
+            f"sshd rejects the guest's configuration: {exc.stderr_tail}",
+            "see the sshd settings in vm-images/rootfs.json",
         ) from exc
 
 
@@ -610,7 +615,8 @@ def _pack(tree: Path, image: Path, label: str, size_mib: int) -> None:
     if check.returncode != 0:
         raise RootfsError(
             f"e2fsck finds errors in the new image {image} (exit {check.returncode}): "
-            f"{tail(check.stdout + check.stderr)}; hint: check e2fsprogs (mkfs.ext4 -d)"
+            f"{tail(check.stdout + check.stderr)}",
+            "check e2fsprogs (mkfs.ext4 -d)",
         )
 
 

@@ -143,7 +143,7 @@ def guest(cell: Cell, request: pytest.FixtureRequest) -> Iterator[Guest]:
         )
         spec = kernels.get(cell.kernel, cell.kernel)
         mode = accelerator.choose(config.getoption("accel"), spec)
-        record.data["accel"] = mode
+        record.accel = mode
         extra = tuple(config.getoption("append").split())
         if config.getoption("backend") == "vagrant":
             driver = "kvm" if mode == "kvm" else "qemu"  # lv.driver, from the same accelerator probe

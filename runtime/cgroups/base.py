@@ -9,6 +9,7 @@ import time
 SUBTREE = "runtime"  # every container's cgroup lives under <hierarchy>/runtime/<id>
 RMDIR_DEADLINE = 2.0
 SIGKILL = 9
+CPU_PERIOD_US = 100_000  # the CFS period both versions write: --cpus N is a quota of N periods
 
 
 class CgroupError(OSError):

@@ -6,8 +6,8 @@ The one reader of the layout, for detection (runtime.features.cgroups adds the f
 
 from __future__ import annotations
 
-from runtime.features.sysroot import Sysroot
 from runtime.linux.mountinfo import Mount
+from runtime.linux.sysroot import Sysroot
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNIFIED = "/sys/fs/cgroup/unified"

@@ -85,6 +85,21 @@ class Manager:
             raise errors[0]
 
 
+class NoCgroups(Manager):
+    """The Manager where no cgroup hierarchy is mounted: nothing to make, join, limit or remove (it has
+    no parts), no OOM kills to count, and devices left to the caller's fallback."""
+
+    __slots__ = ()
+
+    NO_HIERARCHY = "no cgroup hierarchy is mounted here"
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    def restrict_devices(self, rules: tuple[Rule, ...] = DEFAULT_RULES) -> str:
+        raise DevicesUnrestricted(self.NO_HIERARCHY)
+
+
 def plan(found: layout.Layout, container_id: str, limits: Limits, devices: str | None = None) -> Manager:
     """A cgroup in every hierarchy mounted here (each v1 one, named ones too, and cgroup2), so that
     the cgroup namespace the init unshares once it is moved is rooted at the container's own cgroup

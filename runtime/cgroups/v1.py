@@ -5,13 +5,12 @@ from __future__ import annotations
 import errno
 import os
 
-from runtime.cgroups.base import SUBTREE, Cgroup, CgroupError, Limits, read, read_keyed, write
+from runtime.cgroups.base import CPU_PERIOD_US, SUBTREE, Cgroup, CgroupError, Limits, read, read_keyed, write
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
     from runtime.cgroups.devices import Rule
 
-CPU_PERIOD_US = 100_000
 CPUSET_FILES = ("cpuset.cpus", "cpuset.mems")
 
 

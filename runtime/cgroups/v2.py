@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 
-from runtime.cgroups.base import SUBTREE, Cgroup, Limits, kill_procs, read, read_keyed, write
+from runtime.cgroups.base import CPU_PERIOD_US, SUBTREE, Cgroup, Limits, kill_procs, read, read_keyed, write
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
     from runtime.cgroups.devices import Rule
-
-CPU_PERIOD_US = 100_000
 
 
 class V2Cgroup(Cgroup):

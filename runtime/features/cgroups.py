@@ -25,7 +25,7 @@ from runtime.features.model import (
     ok,
     unknown,
 )
-from runtime.features.sysroot import Sysroot
+from runtime.linux.sysroot import Sysroot
 
 if TYPE_CHECKING:  # kconfig pulls in tarfile; `runtime run` never needs it on its start path
     from runtime.features.kconfig import KernelConfig

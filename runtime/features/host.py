@@ -11,7 +11,7 @@ import os
 from runtime.features import cgroups, kconfig, kernel, namespaces, overlay, pivot, security, userns
 from runtime.features.model import Features
 from runtime.features.probes import Outcomes, run_all
-from runtime.features.sysroot import LIVE, Sysroot
+from runtime.linux.sysroot import LIVE, Sysroot
 
 
 def detect(root: Sysroot = LIVE, outcomes: Outcomes | None = None, euid: int | None = None) -> Features:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runtime.features.kernel import parse_release
 from runtime.features.model import KernelVersion
-from runtime.features.sysroot import Sysroot
+from runtime.linux.sysroot import Sysroot
 
 _SET = re.compile(r"^CONFIG_(\w+)=(.*)$")
 _UNSET = re.compile(r"^# CONFIG_(\w+) is not set$")

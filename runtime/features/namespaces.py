@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from runtime.features.model import Finding, disabled, missing, ok, unknown
 from runtime.features.probes import Outcome, Outcomes
-from runtime.features.sysroot import Sysroot
 from runtime.linux.constants import NAMESPACE_FLAGS
+from runtime.linux.sysroot import Sysroot
 
 CONFIG_OPTION = {
     "mnt": "NAMESPACES",

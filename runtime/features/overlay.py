@@ -6,7 +6,7 @@ import re
 
 from runtime.features.model import Finding, KernelVersion, Overlay, disabled, missing, ok, unknown
 from runtime.features.probes import Outcome, Outcomes
-from runtime.features.sysroot import Sysroot
+from runtime.linux.sysroot import Sysroot
 
 _MODULE = re.compile(r"^(\S*fs/overlayfs/overlay\.ko(?:\.\w+)?):", re.MULTILINE)
 USERNS_STEPS = {"unshare-userns", "setgroups", "uid_map", "gid_map", "make-private", "mount-tmpfs"}

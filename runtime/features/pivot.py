@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from runtime.features.model import PivotRoot, disabled, ok, unknown
 from runtime.features.probes import Outcomes
-from runtime.features.sysroot import Sysroot
 from runtime.linux import mountinfo
+from runtime.linux.sysroot import Sysroot
 
 INITRAMFS_TYPES = {"rootfs", "ramfs", "tmpfs"}
 USERNS_STEPS = {"unshare-userns", "setgroups", "uid_map", "gid_map"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runtime.features.model import Finding, UserNamespaces, disabled, missing, ok, unknown
 from runtime.features.probes import UNPRIVILEGED_UID, Outcome, Outcomes
-from runtime.features.sysroot import Sysroot
+from runtime.linux.sysroot import Sysroot
 
 MAX_KNOB = "/proc/sys/user/max_user_namespaces"
 DEBIAN_KNOB = "/proc/sys/kernel/unprivileged_userns_clone"

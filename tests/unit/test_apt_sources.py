@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from compat.errors import CompatError
 from compat.images.apt import (
     DEFAULT_KEYRING,
     AptSource,
     MirrorNotFound,
     PrivateApt,
+    ReleaseNotVerified,
     SourcesParseError,
     debian_mirror,
     host_mirror,
@@ -190,6 +192,9 @@ def test_mirror_not_found_names_the_files() -> None:
         debian_mirror([AptSource(SECURITY, ("bookworm-security",), ("main",), None)], files=files)
     assert "/etc/apt/sources.list, /etc/apt/sources.list.d/vendor.sources" in str(info.value)
     assert info.value.files == tuple(files)
+    assert isinstance(info.value, CompatError)
+    assert "component main" in info.value.hint
+    assert "component main" not in info.value.message
 
 
 def test_mirror_not_found_when_nothing_was_read(tmp_path: Path) -> None:
@@ -222,6 +227,19 @@ def test_host_sources_names_the_bad_file(tmp_path: Path) -> None:
     (parts / "broken.list").write_text("deb http://x.example/debian\n")
     with pytest.raises(SourcesParseError, match=r"broken\.list"):
         host_sources(tmp_path)
+    with pytest.raises(CompatError) as info:
+        host_sources(tmp_path)
+    assert info.value.hint.startswith(f"fix {parts / 'broken.list'}")
+
+
+def test_an_unverified_release_hints_at_a_newer_keyring() -> None:
+    error = ReleaseNotVerified("trixie", KEYRING, ["ABCD"], "NO_PUBKEY ABCD")
+    assert isinstance(error, CompatError)
+    assert (
+        error.message
+        == f"cannot verify the Release file of trixie with {KEYRING} (keys: ABCD): NO_PUBKEY ABCD"
+    )
+    assert "debian-archive-keyring" in error.hint
 
 
 # --- the private apt's sources line (no apt run) ---

@@ -12,7 +12,7 @@ import pytest
 from runtime import container, spec
 from runtime.cgroups import layout
 from runtime.cgroups.base import Limits
-from runtime.cgroups.manager import DevicesUnrestricted, Manager, Unavailable, plan
+from runtime.cgroups.manager import DevicesUnrestricted, Manager, NoCgroups, Unavailable, plan
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
 from runtime.errors import EXIT_RUNTIME, Failure
@@ -223,3 +223,22 @@ def test_choose_cgroups_refuses_a_forced_mechanism_the_host_lacks(
     monkeypatch.setenv("RUNTIME_DEVICES", layout.DEVICES_EBPF)
     manager = container.choose_cgroups(request, root)
     assert manager is not None and manager.devices == layout.DEVICES_EBPF
+
+
+def test_a_host_without_cgroups_gets_the_null_manager(tmp_path: Path) -> None:
+    v2 = hosts.v2_only_6_12()
+    bare = dataclasses.replace(v2, mountinfo=hosts.without_mount(v2.mountinfo, "/sys/fs/cgroup"))
+    root, _, _ = hosts.build(bare, tmp_path)
+    request = spec.ContainerSpec("c0ffee", "c0ffee", "/nonexistent", ("true",))
+    manager = container.choose_cgroups(request, root)
+    assert isinstance(manager, NoCgroups)
+    manager.create()
+    manager.add(1)
+    manager.apply(Limits())
+    assert manager.directories() == []
+    assert manager.oom_kills() == 0
+    with pytest.raises(DevicesUnrestricted, match="no cgroup hierarchy is mounted"):
+        manager.restrict_devices()
+    assert not manager.devices_restricted
+    manager.destroy()
+    assert list(tmp_path.glob("sys/fs/cgroup/**/runtime")) == []

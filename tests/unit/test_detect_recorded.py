@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from runtime.features import report
+from runtime.cli import main
+from runtime.errors import EXIT_USAGE
+from runtime.features import host, report
 from runtime.features.host import detect
 from runtime.features.model import CgroupMode, Features, Status, Where
 from runtime.features.probes import Outcome
@@ -688,3 +691,31 @@ def test_overlay_reason_for_a_rootless_caller_names_the_blacklist(tmp_path: Path
 def test_a_rootless_caller_is_named_as_itself(tmp_path: Path) -> None:
     features = detect(*hosts.build(hosts.as_user(hosts.v2_only_6_12(), euid=1000), tmp_path))
     assert features.userns.unprivileged.detail.startswith("uid 1000 ")
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        pytest.param(lambda base: shutil.rmtree(base / "proc"), "is /proc mounted?", id="no-proc"),
+        pytest.param(
+            lambda base: (base / "proc/sys/kernel/osrelease").write_text("unknown\n"),
+            "cannot read a kernel version from 'unknown'",
+            id="unreadable-release",
+        ),
+    ],
+)
+def test_check_without_a_kernel_release_is_a_clear_error(
+    damage: Callable[[Path], object],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root, outcomes, euid = hosts.build(hosts.v2_only_6_12(), tmp_path)
+    damage(tmp_path)
+    monkeypatch.setattr(host, "detect", lambda: detect(root, outcomes, euid))
+    assert main(["check"]) == EXIT_USAGE  # it could not judge this host: not "cannot run containers" (1)
+    err = capsys.readouterr().err
+    assert said in err
+    assert "mount -t proc proc /proc" in err  # the hint
+    assert "Traceback" not in err

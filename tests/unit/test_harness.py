@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compat import flavours, matrix
+from compat import flavours, matrix, proc
+from compat.errors import CompatError
 from compat.harness import accel
 from compat.harness.qemu import BootError, Machine, Vm, reap_stale
 from runtime.features import kconfig
@@ -93,6 +94,25 @@ def test_cells_parse_and_the_matrices_hold_the_required_cells() -> None:
         matrix.parse_cell("6.1")
     with pytest.raises(matrix.MatrixError):
         matrix.select("huge")
+
+
+def test_a_bad_cell_says_what_a_cell_is_in_its_hint() -> None:
+    with pytest.raises(CompatError) as info:
+        matrix.parse_cell("6.1")
+    assert isinstance(info.value, matrix.MatrixError)
+    assert info.value.hint == "a cell is KERNEL-FLAVOUR, e.g. 6.1-v2"
+    with pytest.raises(matrix.MatrixError) as bad_flavour:
+        matrix.parse_cell("6.1-v3")
+    assert bad_flavour.value.message == "cell '6.1-v3': unknown flavour part 'v3' in 'v3'"
+    assert bad_flavour.value.hint.startswith("known parts: v2, hybrid")
+
+
+def test_a_command_that_cannot_start_is_a_compat_error() -> None:
+    with pytest.raises(CompatError) as info:
+        proc.run(["/nonexistent/kcompat-tool"])
+    assert isinstance(info.value, proc.CommandError)
+    assert info.value.returncode == 127
+    assert "cannot start" in str(info.value)
 
 
 # The expectations must agree with shared/reference/kernel-features.md.

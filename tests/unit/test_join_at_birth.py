@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtime import child, container
-from runtime.cgroups.manager import Manager
+from runtime.cgroups.manager import Manager, NoCgroups
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
 from runtime.errors import Failure
@@ -197,9 +197,11 @@ def test_runtime_clone3_0_moves_the_init_into_every_cgroup(
     assert opened(moved, started) == []
 
 
-def test_without_cgroups_there_is_nothing_to_join() -> None:
+@pytest.mark.parametrize("clone3", ["1", "0"])
+def test_without_cgroups_there_is_nothing_to_join(clone3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIME_CLONE3", clone3)
     started = launch()
-    moved = container._open_cgroups_for_birth(None, started)
+    moved = container._open_cgroups_for_birth(NoCgroups(), started)
     assert (moved.parts, moved.cgroup2_fd, started.tasks) == ([], -1, ())
 
 

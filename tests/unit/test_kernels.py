@@ -1,4 +1,4 @@
-"""Kernels for the VM matrix: catalogue, lock file, user kernels (.deb and directory), module indexes.
+"""Kernels for the VM matrix: catalogue, lock file, user kernels (.deb and directory), depmod.
 
 No network: fetch() is exercised with a fake apt that hands out a .deb built here.
 """
@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from compat.images import kernels
+from compat.errors import CompatError
+from compat.images import kernel_catalogue, kernel_download, kernel_tree, kernels
 from compat.images.cache import Cache, file_digest
-from compat.images.kernels import (
+from compat.images.initramfs import ModuleTable, module_name
+from compat.images.kernel_catalogue import (
     Catalogue,
     CatalogueEntry,
     KernelError,
@@ -30,30 +32,42 @@ from compat.proc import run
 
 RELEASE = "6.1.0-test"
 NEEDS_DPKG_DEB = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is not installed")
+NEEDS_DEPMOD = pytest.mark.skipif(shutil.which("depmod") is None, reason="kmod's depmod is not installed")
+RECORDED = Path(__file__).parents[1] / "data" / "modules"
 
 
 # --- helpers ---
 
 
-def elf_module(**modinfo: str) -> bytes:
-    """A minimal ELF64 relocatable with a .modinfo section, enough for the module scanner."""
+def elf_module(exports: tuple[str, ...] = (), needs: tuple[str, ...] = (), **modinfo: str) -> bytes:
+    """A minimal ELF64 relocatable that depmod reads: .modinfo (aliases), __ksymtab_strings (the
+    symbols it exports) and a .symtab of undefined symbols (what it needs from other modules)."""
     info = b"".join(f"{key}={value}".encode() + b"\0" for key, value in modinfo.items())
-    names = b"\0.modinfo\0.shstrtab\0"
-    shoff = 64 + len(info) + len(names)
+    strtab = b"\0" + b"".join(name.encode() + b"\0" for name in needs)
+    symtab, name_at = bytearray(24), 1  # entry 0 is the null symbol
+    for name in needs:
+        symtab += struct.pack("<IBBHQQ", name_at, 0x10, 0, 0, 0, 0)  # STB_GLOBAL, SHN_UNDEF
+        name_at += len(name) + 1
+    sections = [  # name, type (1 PROGBITS, 2 SYMTAB, 3 STRTAB), data, link, entsize
+        (".modinfo", 1, info, 0, 0),
+        ("__ksymtab_strings", 1, b"".join(name.encode() + b"\0" for name in exports), 0, 0),
+        (".strtab", 3, strtab, 0, 0),
+        (".symtab", 2, bytes(symtab), 3, 24),
+    ]
+    names = b"\0" + b"".join(name.encode() + b"\0" for name, *_ in sections) + b".shstrtab\0"
+    body, headers, name_at = b"", bytes(64), 1
+    for name, kind, data, link, entsize in sections:
+        info_field = 1 if kind == 2 else 0  # a symtab's first non-local symbol
+        headers += struct.pack(
+            "<IIQQQQIIQQ", name_at, kind, 0, 0, 64 + len(body), len(data), link, info_field, 1, entsize
+        )
+        body, name_at = body + data, name_at + len(name) + 1
+    headers += struct.pack("<IIQQQQIIQQ", name_at, 3, 0, 0, 64 + len(body), len(names), 0, 0, 1, 0)
+    body += names
+    count = len(sections) + 2
     header = b"\x7fELF\x02\x01\x01" + bytes(9)
-    header += struct.pack("<HHIQQQIHHHHHH", 1, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 3, 2)
-
-    def section(name_at: int, offset: int, size: int) -> bytes:
-        return struct.pack("<IIQQQQIIQQ", name_at, 1, 0, 0, offset, size, 0, 0, 1, 0)
-
-    return (
-        header
-        + info
-        + names
-        + bytes(64)
-        + section(1, 64, len(info))
-        + section(10, 64 + len(info), len(names))
-    )
+    header += struct.pack("<HHIQQQIHHHHHH", 1, 62, 1, 0, 0, 64 + len(body), 0, 64, 0, 0, 64, count, count - 1)
+    return header + body + headers
 
 
 def write_files(root: Path, files: dict[str, bytes]) -> None:
@@ -88,7 +102,7 @@ def image_files(release: str = RELEASE) -> dict[str, bytes]:
 
 
 def test_catalogue_in_the_repository() -> None:
-    catalogue = kernels.load_catalogue()
+    catalogue = kernel_catalogue.load_catalogue()
     assert catalogue.ids == ("5.10", "6.1", "6.12", "7.x")
     suites = {e.id: e.suite for e in catalogue.entries}
     assert suites == {"5.10": "bullseye", "6.1": "bookworm", "6.12": "trixie", "7.x": "sid"}
@@ -98,7 +112,7 @@ def test_catalogue_in_the_repository() -> None:
 
 def test_unknown_id_lists_the_known_ones() -> None:
     with pytest.raises(KernelError) as error:
-        kernels.load_catalogue().get("4.19")
+        kernel_catalogue.load_catalogue().get("4.19")
     assert "'4.19'" in str(error.value)
     assert "5.10, 6.1, 6.12, 7.x" in str(error.value)
 
@@ -119,7 +133,7 @@ def test_resolve_of_neither_id_nor_path_lists_the_ids(tmp_path: Path) -> None:
 def test_bad_catalogue(kernels_field: dict[str, object], message: str) -> None:
     data = {"arch": "amd64", "flavour": "cloud-amd64", "kernels": kernels_field}
     with pytest.raises(KernelError, match=message):
-        kernels.parse_catalogue(data)
+        kernel_catalogue.parse_catalogue(data)
 
 
 # --- lock file ---
@@ -130,7 +144,7 @@ def package(name: str = "linux-image-1.0-cloud-amd64", sha256: str = "a" * 64) -
 
 
 def test_lock_in_the_repository_fits_the_catalogue() -> None:
-    catalogue, lock = kernels.load_catalogue(), kernels.load_lock()
+    catalogue, lock = kernel_catalogue.load_catalogue(), kernel_catalogue.load_lock()
     assert lock.arch == catalogue.arch
     for entry in catalogue.entries:
         locked = lock.get(entry.id)
@@ -148,7 +162,7 @@ def test_lock_round_trip() -> None:
     lock = Lock(
         "amd64", (LockEntry("1.0", "sid", "1.0-cloud-amd64", (package(), package("linux-base-1.0"))),)
     )
-    assert kernels.parse_lock(json.loads(kernels.dump_lock(lock))) == lock
+    assert kernel_catalogue.parse_lock(json.loads(kernel_catalogue.dump_lock(lock))) == lock
 
 
 def test_lock_with_entry_replaces_and_orders() -> None:
@@ -170,15 +184,17 @@ def test_lock_with_entry_replaces_and_orders() -> None:
     ],
 )
 def test_lock_validation(change: dict[str, object], message: str) -> None:
-    data = json.loads(kernels.dump_lock(Lock("amd64", (LockEntry("1.0", "sid", "1.0", (package(),)),))))
+    data = json.loads(
+        kernel_catalogue.dump_lock(Lock("amd64", (LockEntry("1.0", "sid", "1.0", (package(),)),)))
+    )
     data["kernels"]["1.0"]["packages"][0].update(change)
     with pytest.raises(KernelError, match=message):
-        kernels.parse_lock(data, "kernels.lock.json")
+        kernel_catalogue.parse_lock(data, "kernels.lock.json")
 
 
 def test_lock_of_another_format_is_refused() -> None:
     with pytest.raises(KernelError, match="format 2"):
-        kernels.parse_lock({"format": 2, "arch": "amd64", "kernels": {}})
+        kernel_catalogue.parse_lock({"format": 2, "arch": "amd64", "kernels": {}})
 
 
 # --- from_dir ---
@@ -186,7 +202,7 @@ def test_lock_of_another_format_is_refused() -> None:
 
 def test_from_dir_fake_tree(tmp_path: Path) -> None:
     write_files(tmp_path, {"vmlinuz": b"kernel", f"lib/modules/{RELEASE}/modules.dep": b""})
-    tree = kernels.from_dir(tmp_path)
+    tree = kernel_tree.from_dir(tmp_path)
     assert (tree.id, tree.release) == (RELEASE, RELEASE)
     assert tree.vmlinuz == tmp_path / "vmlinuz"
     assert tree.modules == tmp_path / "lib" / "modules" / RELEASE
@@ -212,7 +228,7 @@ def test_from_dir_finds_image_and_config(tmp_path: Path, files: list[str], vmlin
     write_files(
         tmp_path, {f"lib/modules/{RELEASE}/modules.dep": b"", f"lib/modules/{RELEASE}/modules.builtin": b""}
     )
-    tree = kernels.from_dir(tmp_path)
+    tree = kernel_tree.from_dir(tmp_path)
     assert tree.vmlinuz == tmp_path / vmlinuz
     assert tree.config == tmp_path / config
     assert tree.modules_builtin == tree.modules / "modules.builtin"
@@ -220,19 +236,19 @@ def test_from_dir_finds_image_and_config(tmp_path: Path, files: list[str], vmlin
 
 def test_from_dir_usr_lib_modules(tmp_path: Path) -> None:
     write_files(tmp_path, {"vmlinuz": b"k", f"usr/lib/modules/{RELEASE}/modules.dep": b""})
-    assert kernels.from_dir(tmp_path).modules == tmp_path / "usr" / "lib" / "modules" / RELEASE
+    assert kernel_tree.from_dir(tmp_path).modules == tmp_path / "usr" / "lib" / "modules" / RELEASE
 
 
 def test_from_dir_with_merged_usr(tmp_path: Path) -> None:
     write_files(tmp_path, {"vmlinuz": b"k", f"usr/lib/modules/{RELEASE}/modules.dep": b""})
     (tmp_path / "lib").symlink_to("usr/lib")
-    assert kernels.from_dir(tmp_path).modules == tmp_path / "lib" / "modules" / RELEASE
+    assert kernel_tree.from_dir(tmp_path).modules == tmp_path / "lib" / "modules" / RELEASE
 
 
 def test_from_dir_without_modules_dep_names_depmod(tmp_path: Path) -> None:
     write_files(tmp_path, {"vmlinuz": b"k", f"lib/modules/{RELEASE}/modules.order": b""})
     with pytest.raises(KernelError, match=r"no modules\.dep") as error:
-        kernels.from_dir(tmp_path)
+        kernel_tree.from_dir(tmp_path)
     assert f"depmod -b {tmp_path} {RELEASE}" in error.value.hint
 
 
@@ -242,35 +258,48 @@ def test_from_dir_with_two_releases(tmp_path: Path) -> None:
         {"vmlinuz": b"k", "lib/modules/6.1.0-a/modules.dep": b"", "lib/modules/6.1.0-b/modules.dep": b""},
     )
     with pytest.raises(KernelError, match="exactly one"):
-        kernels.from_dir(tmp_path)
+        kernel_tree.from_dir(tmp_path)
 
 
 def test_from_dir_without_image(tmp_path: Path) -> None:
     write_files(tmp_path, {f"lib/modules/{RELEASE}/modules.dep": b""})
     with pytest.raises(KernelError, match="no kernel image") as error:
-        kernels.from_dir(tmp_path)
+        kernel_tree.from_dir(tmp_path)
     assert "bzImage" in error.value.hint
 
 
-# --- module indexes ---
+# --- module indexes (kmod's depmod) ---
 
 
-def test_module_indexes_from_modinfo(tmp_path: Path) -> None:
+def small_tree(root: Path) -> Path:
+    moddir = root / "lib" / "modules" / RELEASE
     write_files(
-        tmp_path,
+        moddir,
         {
-            "kernel/drivers/block/virtio_blk.ko": elf_module(
-                depends="virtio,virtio_ring", alias="virtio:d00000002v*"
+            "kernel/drivers/virtio/virtio.ko": elf_module(exports=("register_virtio_driver",)),
+            "kernel/drivers/virtio/virtio_ring.ko": elf_module(
+                exports=("vring_new",), needs=("register_virtio_driver",)
             ),
-            "kernel/drivers/virtio/virtio_ring.ko": elf_module(depends="virtio"),
-            "kernel/drivers/virtio/virtio.ko": elf_module(depends=""),
-            "kernel/drivers/md/dm-mod.ko": elf_module(),
-            "kernel/drivers/md/dm-crypt.ko.xz": lzma.compress(elf_module(depends="dm-mod")),
-            "kernel/fs/overlayfs/overlay.ko.xz": lzma.compress(elf_module(alias="fs-overlay")),
+            "kernel/drivers/block/virtio_blk.ko": elf_module(
+                needs=("vring_new", "register_virtio_driver"), alias="virtio:d00000002v*"
+            ),
+            "kernel/drivers/md/dm-mod.ko": elf_module(exports=("dm_get",)),
+            "kernel/drivers/md/dm-crypt.ko.xz": lzma.compress(
+                elf_module(needs=("dm_get",)), check=lzma.CHECK_CRC32
+            ),
+            "kernel/fs/overlayfs/overlay.ko.xz": lzma.compress(
+                elf_module(alias="fs-overlay"), check=lzma.CHECK_CRC32
+            ),
         },
     )
-    assert kernels.write_module_indexes(tmp_path) == 6
-    lines = (tmp_path / "modules.dep").read_text().splitlines()
+    return moddir
+
+
+@NEEDS_DEPMOD
+def test_depmod_indexes_a_small_tree(tmp_path: Path) -> None:
+    moddir = small_tree(tmp_path)
+    kernel_tree.depmod(tmp_path, RELEASE)
+    lines = sorted((moddir / "modules.dep").read_text().splitlines())
     assert lines == [
         "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko",
         "kernel/drivers/md/dm-crypt.ko.xz: kernel/drivers/md/dm-mod.ko",
@@ -279,14 +308,72 @@ def test_module_indexes_from_modinfo(tmp_path: Path) -> None:
         "kernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko",
         "kernel/fs/overlayfs/overlay.ko.xz:",
     ]
-    aliases = (tmp_path / "modules.alias").read_text().splitlines()[1:]
-    assert aliases == ["alias virtio:d00000002v* virtio_blk", "alias fs-overlay overlay"]
+    aliases = (moddir / "modules.alias").read_text()
+    assert "alias virtio:d00000002v* virtio_blk" in aliases and "alias fs-overlay overlay" in aliases
+    assert (moddir / "modules.dep.bin").is_file()  # what the guest's modprobe reads
 
 
+@NEEDS_DEPMOD
+@pytest.mark.parametrize("recorded", sorted(RECORDED.glob("debian-*.modules.dep")), ids=lambda p: p.name)
+def test_depmod_agrees_with_a_recorded_modules_dep(tmp_path: Path, recorded: Path) -> None:
+    """Modules named and linked as in a recorded Debian modules.dep: depmod finds the same
+    dependencies, and the initramfs loads the same modules, each after what it needs."""
+    recorded_lines = (line.partition(":") for line in recorded.read_text().splitlines())
+    table = {path: deps.split() for path, _, deps in recorded_lines}
+    symbol = {path: "sym_" + re.sub(r"\W", "_", path) for path in table}
+    files = {}
+    for path, needed in table.items():
+        module = elf_module(exports=(symbol[path],), needs=tuple(symbol[d] for d in needed))
+        files[path] = lzma.compress(module, check=lzma.CHECK_CRC32) if path.endswith(".xz") else module
+    moddir = tmp_path / "lib" / "modules" / RELEASE
+    write_files(moddir, files)
+    kernel_tree.depmod(tmp_path, RELEASE)
+    written = (moddir / "modules.dep").read_text()
+    lines = (line.partition(":") for line in written.splitlines())
+    assert {path: set(deps.split()) for path, _, deps in lines} == {p: set(d) for p, d in table.items()}
+    builtin = recorded.with_name(recorded.name.replace(".dep", ".builtin")).read_text()
+    order = ModuleTable.parse(written, builtin).load_order()
+    assert sorted(order) == sorted(ModuleTable.parse(recorded.read_text(), builtin).load_order())
+    position = {name: i for i, name in enumerate(order)}
+    for path, needed in table.items():
+        if module_name(path) in position:
+            assert all(position[module_name(d)] < position[module_name(path)] for d in needed), path
+
+
+@NEEDS_DEPMOD
 def test_a_broken_module_is_named(tmp_path: Path) -> None:
-    write_files(tmp_path, {"kernel/broken.ko": b"not an elf"})
-    with pytest.raises(KernelError, match=r"broken\.ko"):
-        kernels.write_module_indexes(tmp_path)
+    write_files(tmp_path / "lib" / "modules" / RELEASE, {"kernel/broken.ko": b"not an elf"})
+    with pytest.raises(KernelError, match=r"broken\.ko") as error:
+        kernel_tree.depmod(tmp_path, RELEASE)
+    assert error.value.hint
+
+
+def test_depmod_missing_says_which_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(KernelError) as error:
+        kernel_tree.depmod(tmp_path, RELEASE)
+    assert error.value.hint == "apt-get install kmod"
+
+
+@NEEDS_DEPMOD
+def test_index_modules_of_a_split_usr_lib_tree(tmp_path: Path) -> None:
+    """kmod 30 reads BASE/lib/modules: sid's usr/lib/modules needs BASE=DIR/usr, not a symlink."""
+    small_tree(tmp_path / "usr")
+    dep = kernel_tree.index_modules(tmp_path)
+    assert dep == tmp_path / "usr" / "lib" / "modules" / RELEASE / "modules.dep"
+    assert "kernel/drivers/md/dm-crypt.ko.xz: kernel/drivers/md/dm-mod.ko" in dep.read_text()
+    assert not (tmp_path / "lib").exists()
+
+
+def test_kernel_errors_are_compat_errors_with_the_hint_apart() -> None:
+    with pytest.raises(CompatError) as error:
+        kernel_catalogue.load_catalogue().get("4.19")
+    assert isinstance(error.value, KernelError)
+    assert (
+        error.value.hint
+        == "add it to vm-images/kernels.json, or give a linux-image .deb or a kernel directory"
+    )
+    assert "vm-images" not in error.value.message
 
 
 # --- from_deb ---
@@ -296,17 +383,18 @@ def test_a_broken_module_is_named(tmp_path: Path) -> None:
 def test_from_deb(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
     deb = build_deb(tmp_path, image_files())
-    tree = kernels.from_deb(deb, cache)
+    tree = kernel_tree.from_deb(deb, cache)
     assert tree.release == RELEASE
     assert tree.vmlinuz.read_bytes() == b"kernel"
     assert tree.config is not None and tree.config.read_bytes() == b"CONFIG_OVERLAY_FS=m\n"
     assert tree.modules_dep.read_text() == "kernel/fs/overlayfs/overlay.ko:\n"  # shipped, so kept
     assert tree.root.is_relative_to(cache.root / "artifacts")
     assert sorted(p.name for p in tree.root.iterdir()) == ["config", "lib", "vmlinuz"]  # no docs
-    assert kernels.from_deb(deb, cache) == tree
+    assert kernel_tree.from_deb(deb, cache) == tree
 
 
 @NEEDS_DPKG_DEB
+@NEEDS_DEPMOD
 def test_from_deb_split_layout_gets_module_indexes(tmp_path: Path) -> None:
     moddir = f"usr/lib/modules/{RELEASE}"
     files = {
@@ -316,13 +404,14 @@ def test_from_deb_split_layout_gets_module_indexes(tmp_path: Path) -> None:
         f"{moddir}/modules.builtin": b"kernel/fs/ext4/ext4.ko\n",
         f"{moddir}/kernel/fs/overlayfs/overlay.ko.xz": lzma.compress(elf_module(alias="fs-overlay")),
     }
-    tree = kernels.from_deb(build_deb(tmp_path, files), Cache(tmp_path / "cache"))
+    tree = kernel_tree.from_deb(build_deb(tmp_path, files), Cache(tmp_path / "cache"))
     assert tree.modules == tree.root / "lib" / "modules" / RELEASE
     assert tree.vmlinuz == tree.root / "vmlinuz" and tree.config == tree.root / "config"
     assert (tree.root / "System.map").is_file()
     assert tree.modules_builtin is not None
     assert tree.modules_dep.read_text() == "kernel/fs/overlayfs/overlay.ko.xz:\n"
     assert "alias fs-overlay overlay" in (tree.modules / "modules.alias").read_text()
+    assert (tree.modules / "modules.dep.bin").is_file()  # kmod's depmod wrote the indexes
 
 
 @NEEDS_DPKG_DEB
@@ -331,7 +420,7 @@ def test_from_deb_without_config_names_linux_base(tmp_path: Path) -> None:
     del files[f"boot/config-{RELEASE}"]
     cache = Cache(tmp_path / "cache")
     with pytest.raises(KernelError, match="no kernel config") as error:
-        kernels.from_deb(build_deb(tmp_path, files), cache)
+        kernel_tree.from_deb(build_deb(tmp_path, files), cache)
     assert "linux-base" in error.value.hint
     assert not any((cache.root / "artifacts").iterdir())
     assert not any((cache.root / "tmp").iterdir())
@@ -359,7 +448,8 @@ class FakeApt:
     suite = "bookworm"
 
     def __init__(self, debs: dict[str, Path], version: str = "1.0-1") -> None:
-        self.debs, self.version, self.downloads = debs, version, []
+        self.debs, self.version = debs, version
+        self.downloads: list[str] = []
 
     def candidate_version(self, name: str) -> str:
         return self.version
@@ -382,8 +472,8 @@ def use_apt(monkeypatch: pytest.MonkeyPatch, apt: FakeApt | None) -> None:
             raise AssertionError("apt was started although every deb is cached")
         return apt
 
-    monkeypatch.setattr(kernels, "host_mirror", lambda: None)
-    monkeypatch.setattr(kernels, "open_apt", open_apt)
+    monkeypatch.setattr(kernel_download, "host_mirror", lambda: None)
+    monkeypatch.setattr(kernel_download, "open_apt", open_apt)
 
 
 @NEEDS_DPKG_DEB

@@ -7,14 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from compat import qualify, report
+from compat import qualify
+from compat.results import schema
+from compat.results.model import Results
+from compat.results.status import EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED
 from runtime.features import kconfig
 
 DATA = Path(__file__).parents[1] / "data"
 
 
-def recorded(name: str) -> report.Results:
-    return report.load(DATA / "reports" / f"{name}.json")
+def recorded(name: str) -> Results:
+    return schema.load(DATA / "reports" / f"{name}.json")
 
 
 def config(kernel_id: str) -> kconfig.KernelConfig:
@@ -57,22 +60,29 @@ def test_the_recorded_pair_is_compared_flavour_by_flavour() -> None:
     assert by_key[("hybrid", "memory.peak")].category is qualify.Category.IMPROVEMENT
     assert by_key[("v2", "cgroups::test_cpu_quota_shows_throttling")].category is qualify.Category.REGRESSION
     assert not [f for f in findings if f.where == "v1"]  # no baseline v1 cell to compare with
-    assert (
-        qualify.verdict(findings, recorded("diff-baseline"), recorded("diff-candidate")) == qualify.REGRESSED
-    )
+    assert qualify.verdict(findings, recorded("diff-baseline"), recorded("diff-candidate")) == EXIT_FAIL
 
 
 def test_the_same_results_qualify_with_no_findings() -> None:
     clean = recorded("clean")
     findings = qualify.compare(clean, clean)
     assert findings == []
-    assert qualify.verdict(findings, clean, clean) == qualify.QUALIFIED
+    assert qualify.verdict(findings, clean, clean) == EXIT_PASS
 
 
 def test_an_infra_error_means_undecided() -> None:
     failing = recorded("failing")
     assert any(cell.infra_error for cell in failing.cells)
-    assert qualify.verdict([], recorded("clean"), failing) == qualify.UNDECIDED
+    assert qualify.verdict([], recorded("clean"), failing) == EXIT_UNDECIDED
+
+
+def test_a_regression_is_not_hidden_by_an_infra_error_elsewhere() -> None:
+    base, cand = recorded("diff-baseline"), recorded("failing")  # failing: 7.x-v2 did not boot
+    findings = qualify.compare(base, cand)
+    assert [f.key for f in findings if f.category is qualify.Category.REGRESSION] == [
+        "cgroups::test_memory_limit_ends_in_an_oom_kill"
+    ]
+    assert qualify.verdict(findings, base, cand) == EXIT_FAIL
 
 
 def test_the_configs_say_the_v1_controllers_are_gone_in_6_12() -> None:

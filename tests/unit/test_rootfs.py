@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from compat.errors import CompatError
 from compat.images import rootfs
 from compat.images.apt import DEFAULT_KEYRING, AptSource
 from compat.images.cache import Cache
@@ -91,6 +92,29 @@ def test_recipe_file_that_is_not_json(tmp_path: Path) -> None:
     bad.write_text("{", encoding="utf-8")
     with pytest.raises(RecipeError, match=str(bad)):
         load_recipe(bad)
+
+
+def test_a_recipe_error_names_the_file_to_fix_in_its_hint(tmp_path: Path) -> None:
+    bad = tmp_path / "rootfs.json"
+    bad.write_text(
+        json.dumps({**json.loads(RECIPE.read_text(encoding="utf-8")), "extra": 1}), encoding="utf-8"
+    )
+    with pytest.raises(CompatError) as info:
+        load_recipe(bad)
+    assert isinstance(info.value, RecipeError)
+    assert info.value.message == f"{bad}: unknown recipe fields: ['extra']"
+    assert info.value.hint == f"fix {bad}"
+
+
+def test_a_symlink_out_of_the_tree_is_refused_with_a_hint(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "etc").symlink_to(tmp_path)
+    with pytest.raises(rootfs.RootfsError) as info:
+        rootfs._inside(tree, "etc/hostname")
+    assert isinstance(info.value, CompatError)
+    assert info.value.message.endswith("(through a symlink)")
+    assert info.value.hint == "rebuild the tree"
 
 
 # --- debootstrap and mkfs commands ---

@@ -23,8 +23,8 @@ import pytest
 from runtime import cli, container, output
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.features.probes import Outcome
-from runtime.features.sysroot import Sysroot
 from runtime.linux import constants, libc
+from runtime.linux.sysroot import Sysroot
 from runtime.storage import archive, importer, overlay
 from runtime.storage import store as store_module
 from runtime.storage.extract import OPAQUE_XATTR, Extractor, Refused

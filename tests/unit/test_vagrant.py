@@ -12,6 +12,7 @@ pytest.importorskip(
 )
 
 from compat import flavours
+from compat.errors import CompatError
 from compat.harness import vagrant
 from compat.harness.qemu import Machine
 
@@ -47,6 +48,17 @@ def test_the_route_must_leave_by_a_libvirt_bridge() -> None:
         vagrant.check_route(outside, "192.168.121.244")
     with pytest.raises(vagrant.VagrantError, match="no device"):
         vagrant.check_route("RTNETLINK answers: Network is unreachable", "192.168.121.244")
+
+
+def test_a_vagrant_error_is_a_compat_error_with_a_hint() -> None:
+    with pytest.raises(CompatError) as info:
+        vagrant.check_route("RTNETLINK answers: Network is unreachable", "192.168.121.244")
+    assert isinstance(info.value, vagrant.VagrantError)
+    assert info.value.message.endswith("refusing to connect")
+    assert "virsh net-list" in info.value.hint
+    with pytest.raises(vagrant.VagrantError) as lost:
+        vagrant.parse_ssh_config(SSH_CONFIG, "m-7-x-v2")
+    assert "vagrant status" in lost.value.hint
 
 
 def test_the_export_carries_what_the_qemu_backend_boots(

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from compat import flavours
+from compat.errors import CompatError
 from compat.harness.qemu import Machine, kernel_command_line, qemu_argv
-from compat.images import initramfs
+from compat.images import build, initramfs
 from compat.images.cache import Cache, key
 
 MODULES = Path(__file__).parents[1] / "data" / "modules"
@@ -60,6 +61,23 @@ def test_dependencies_load_first_and_rng_and_net_come_along(kernel_id: str) -> N
 def test_a_module_that_is_nowhere_is_an_error() -> None:
     with pytest.raises(initramfs.ModuleError, match="neither a module nor built in"):
         table("6.12").load_order(("no_such_module",))
+
+
+def test_a_module_error_carries_its_fix_apart() -> None:
+    with pytest.raises(CompatError) as info:
+        table("6.12").load_order(("no_such_module",))
+    assert isinstance(info.value, initramfs.ModuleError)
+    assert "virtio" in info.value.hint
+    assert "hint" not in info.value.message
+
+
+def test_missing_build_tools_name_the_packages_in_the_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build.shutil, "which", lambda _tool: None)
+    with pytest.raises(build.BuildError) as info:
+        build.check_tools()
+    assert isinstance(info.value, CompatError)
+    assert info.value.message.startswith("missing tools: debootstrap")
+    assert info.value.hint.startswith("apt-get install debootstrap")
 
 
 def test_module_names() -> None:
@@ -141,6 +159,15 @@ def test_flavour_command_lines(name: str, args: list[str]) -> None:
 def test_bad_flavours_are_refused(name: str, message: str) -> None:
     with pytest.raises(flavours.FlavourError, match=message):
         flavours.parse(name)
+
+
+def test_a_bad_flavour_names_the_known_parts_in_its_hint() -> None:
+    with pytest.raises(CompatError) as info:
+        flavours.parse("v3")
+    assert isinstance(info.value, flavours.FlavourError)
+    assert info.value.message == "unknown flavour part 'v3' in 'v3'"
+    assert "hybrid" in info.value.hint and "userns-off" in info.value.hint
+    assert str(info.value).endswith(f"\n  hint: {info.value.hint}")
 
 
 def test_qemu_command_line(tmp_path: Path) -> None:

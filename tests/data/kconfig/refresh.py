@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from compat.images.apt import AptSource, PackageNotFound, PrivateApt, extract_deb, host_mirror
 from compat.images.cache import file_digest
-from compat.images.kernels import CatalogueEntry, kernel_parts, load_catalogue, open_apt, write_if_changed
+from compat.images.kernel_catalogue import CatalogueEntry, load_catalogue, write_if_changed
+from compat.images.kernel_download import kernel_parts, open_apt
 from compat.proc import run
 
 HERE = Path(__file__).resolve().parent

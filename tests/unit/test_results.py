@@ -1,4 +1,4 @@
-"""compat/report.py: the results JSON, its statuses and everything rendered from it.
+"""compat/results/: the results JSON, its statuses and everything rendered from it.
 
 The fixtures in tests/data/reports are results files written by hand in the harness's format: a clean
 matrix of four cells (5.10 with its expected absences), a run with one failing test and a kernel panic,
@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 
-from compat import report
-from compat.report import Case, Change, ChangeKind, Outcome, ReportError, Results, Status
+from compat.results import diff, files, html, junit, markdown, model, schema, status, terminal
+from compat.results.__main__ import main
+from compat.results.diff import Change, ChangeKind
+from compat.results.model import Case, Outcome, ReportError, Results
+from compat.results.status import Status
 
 REPORTS = Path(__file__).parents[1] / "data" / "reports"
 FEATURES = [
@@ -31,7 +34,7 @@ FAILING_TEST = "test_memory_limit_ends_in_an_oom_kill"
 
 
 def fixture(name: str) -> Results:
-    return report.load(REPORTS / name)
+    return schema.load(REPORTS / name)
 
 
 def raw(name: str) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def failing() -> Results:
     return fixture("failing.json")
 
 
-def cell_of(results: Results, cell_id: str) -> report.Cell:
+def cell_of(results: Results, cell_id: str) -> model.Cell:
     (found,) = [cell for cell in results.cells if cell.id == cell_id]
     return found
 
@@ -92,7 +95,7 @@ def test_load_reads_the_clean_matrix(clean: Results) -> None:
 def test_load_reads_an_infra_error(failing: Results) -> None:
     panicked = cell_of(failing, "7.x-v2")
     assert panicked.infra_error is not None
-    assert panicked.infra_error.kind is report.InfraKind.PANIC
+    assert panicked.infra_error.kind is model.InfraKind.PANIC
     assert "Kernel panic - not syncing" in panicked.infra_error.console_tail
     assert (panicked.release, panicked.boot_seconds, dict(panicked.features)) == ("", None, {})
 
@@ -100,8 +103,8 @@ def test_load_reads_an_infra_error(failing: Results) -> None:
 @pytest.mark.parametrize("name", ["clean.json", "failing.json", "diff-baseline.json", "diff-candidate.json"])
 def test_dump_round_trips(name: str) -> None:
     results = fixture(name)
-    assert json.loads(report.dump(results)) == raw(name)
-    assert report.loads(report.dump(results)) == results
+    assert json.loads(schema.dump(results)) == raw(name)
+    assert schema.loads(schema.dump(results)) == results
 
 
 def _set(path: list[str | int], value: Any) -> Any:
@@ -156,7 +159,7 @@ def test_validation_names_the_bad_field(tmp_path: Path, change: Any, field: str)
     path = tmp_path / "results.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ReportError, match=rf"^{path}: " + field.removeprefix("^")):
-        report.load(path)
+        schema.load(path)
 
 
 def test_duplicate_test_names_are_refused() -> None:
@@ -166,58 +169,58 @@ def test_duplicate_test_names_are_refused() -> None:
     with pytest.raises(
         ReportError, match=r"^cells\[0\]\.tests\[25\]: cgroups::test_pids_limit_stops_forks appears twice"
     ):
-        report.parse(data)
+        schema.parse(data)
 
 
 def test_an_infra_cell_may_have_measured_nothing_but_a_booted_one_may_not() -> None:
     data = raw("failing.json")
-    report.parse(data)  # 7.x-v2: infra error, features {} and expected {}
+    schema.parse(data)  # 7.x-v2: infra error, features {} and expected {}
     data["cells"][2]["expected"] = {"cgroup.kill": True}
-    report.parse(data)
+    schema.parse(data)
     data["cells"][2]["infra_error"] = None
     with pytest.raises(ReportError, match=r'^cells\[2\]\.features\["cgroup\.kill"\]: missing'):
-        report.parse(data)
+        schema.parse(data)
 
 
 def test_unknown_keys_are_ignored() -> None:
     data = raw("clean.json")
     data["host"] = "ci-runner-3"
     data["cells"][0]["qemu"] = "8.2.2"
-    assert report.parse(data) == report.parse(raw("clean.json"))
+    assert schema.parse(data) == schema.parse(raw("clean.json"))
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="cannot read"):
-        report.load(tmp_path / "missing.json")
+        schema.load(tmp_path / "missing.json")
     broken = tmp_path / "broken.json"
     broken.write_text('{"schema": 1,\n  "cells": [}')
     with pytest.raises(ReportError, match=r"broken\.json: not JSON: .*line 2"):
-        report.load(broken)
+        schema.load(broken)
 
 
 # --- statuses --------------------------------------------------------------------------------------------
 
 
 def test_the_clean_matrix_passes_with_its_expected_absences(clean: Results) -> None:
-    assert [report.cell_status(cell) for cell in clean.cells] == [Status.PASS] * 4
+    assert [status.cell_status(cell) for cell in clean.cells] == [Status.PASS] * 4
     old = cell_of(clean, "5.10-v2")
-    entries = {column: report.entry(old, column) for column in report.columns(clean)}
-    absent = {column for column, status in entries.items() if status is Status.EXPECTED_ABSENT}
+    entries = {column: status.entry(old, column) for column in status.columns(clean)}
+    absent = {column for column, shown in entries.items() if shown is Status.EXPECTED_ABSENT}
     assert absent == {"cgroup.kill", "memory.peak", "overlay.in_userns"}
-    assert {status for column, status in entries.items() if column not in absent} == {Status.PASS}
+    assert {shown for column, shown in entries.items() if column not in absent} == {Status.PASS}
     new = cell_of(clean, "7.x-v2")
-    assert {report.entry(new, column) for column in report.columns(clean)} == {Status.PASS}
-    assert report.exit_code(clean) == 0
+    assert {status.entry(new, column) for column in status.columns(clean)} == {Status.PASS}
+    assert status.exit_code(clean) == 0
 
 
 def test_columns_are_features_then_groups(clean: Results) -> None:
-    assert report.feature_columns(clean) == FEATURES
-    assert report.group_columns(clean) == GROUPS
-    assert report.columns(clean) == FEATURES + GROUPS
+    assert status.feature_columns(clean) == FEATURES
+    assert status.group_columns(clean) == GROUPS
+    assert status.columns(clean) == FEATURES + GROUPS
 
 
 @pytest.mark.parametrize(
-    ("measured", "wanted", "status"),
+    ("measured", "wanted", "shown"),
     [
         ("v2", "v2", Status.PASS),
         (True, True, Status.PASS),
@@ -230,15 +233,15 @@ def test_columns_are_features_then_groups(clean: Results) -> None:
         (False, None, Status.FAIL),
     ],
 )
-def test_feature_entries(clean: Results, measured: Any, wanted: Any, status: Status) -> None:
+def test_feature_entries(clean: Results, measured: Any, wanted: Any, shown: Status) -> None:
     cell = cell_of(clean, "6.1-v2")
     changed = dataclasses.replace(
         cell,
         features={**cell.features, "cgroup.memory": measured},
         expected={**cell.expected, "cgroup.memory": wanted},
     )
-    assert report.entry(changed, "cgroup.memory") is status
-    assert report.cell_status(changed) is (Status.FAIL if status is Status.FAIL else Status.PASS)
+    assert status.entry(changed, "cgroup.memory") is shown
+    assert status.cell_status(changed) is (Status.FAIL if shown is Status.FAIL else Status.PASS)
 
 
 def _group(*outcomes: Outcome) -> tuple[Case, ...]:
@@ -246,7 +249,7 @@ def _group(*outcomes: Outcome) -> tuple[Case, ...]:
 
 
 @pytest.mark.parametrize(
-    ("outcomes", "status"),
+    ("outcomes", "shown"),
     [
         ((Outcome.PASSED, Outcome.PASSED), Status.PASS),
         ((Outcome.PASSED, Outcome.EXPECTED_ABSENT), Status.PASS),
@@ -258,26 +261,26 @@ def _group(*outcomes: Outcome) -> tuple[Case, ...]:
         ((), Status.SKIPPED),
     ],
 )
-def test_group_entries(clean: Results, outcomes: tuple[Outcome, ...], status: Status) -> None:
+def test_group_entries(clean: Results, outcomes: tuple[Outcome, ...], shown: Status) -> None:
     cell = dataclasses.replace(cell_of(clean, "6.1-v2"), tests=_group(*outcomes))
-    assert report.entry(cell, "g") is status
-    assert report.entry(cell, "no-such-group") is Status.SKIPPED
+    assert status.entry(cell, "g") is shown
+    assert status.entry(cell, "no-such-group") is Status.SKIPPED
 
 
 def test_a_failing_test_and_an_infra_error(failing: Results) -> None:
-    assert [report.cell_status(cell) for cell in failing.cells] == [
+    assert [status.cell_status(cell) for cell in failing.cells] == [
         Status.FAIL,
         Status.PASS,
         Status.INFRA_ERROR,
     ]
     hybrid = cell_of(failing, "6.1-hybrid")
-    assert report.entry(hybrid, "cgroups") is Status.FAIL
-    assert report.entry(hybrid, "memory.peak") is Status.EXPECTED_ABSENT  # memory stays in v1 on 6.1
-    assert report.entry(hybrid, "detection") is Status.PASS
+    assert status.entry(hybrid, "cgroups") is Status.FAIL
+    assert status.entry(hybrid, "memory.peak") is Status.EXPECTED_ABSENT  # memory stays in v1 on 6.1
+    assert status.entry(hybrid, "detection") is Status.PASS
     panicked = cell_of(failing, "7.x-v2")
-    assert {report.entry(panicked, column) for column in report.columns(failing)} == {Status.INFRA_ERROR}
-    assert report.problems(hybrid) == [
-        report.Problem(
+    assert {status.entry(panicked, column) for column in status.columns(failing)} == {Status.INFRA_ERROR}
+    assert status.problems(hybrid) == [
+        status.Problem(
             "6.1-hybrid",
             f"cgroups::{FAILING_TEST}",
             "failed",
@@ -287,22 +290,31 @@ def test_a_failing_test_and_an_infra_error(failing: Results) -> None:
 
 
 def test_exit_codes(failing: Results) -> None:
-    assert report.exit_code(failing) == 1
+    assert status.exit_code(failing) == 1
     without_failure = dataclasses.replace(failing, cells=failing.cells[1:])
-    assert report.exit_code(without_failure) == 2
-    assert report.exit_code(dataclasses.replace(failing, cells=failing.cells[1:2])) == 0
+    assert status.exit_code(without_failure) == 2
+    assert status.exit_code(dataclasses.replace(failing, cells=failing.cells[1:2])) == 0
+
+
+def test_a_failure_beside_an_infra_error_is_a_failure(failing: Results) -> None:
+    assert {status.cell_status(cell) for cell in failing.cells} >= {Status.FAIL, Status.INFRA_ERROR}
+    assert status.exit_code(failing) == status.EXIT_FAIL
+    assert status.reduce([Status.INFRA_ERROR, Status.FAIL, Status.PASS]) == status.EXIT_FAIL
+    assert status.reduce([Status.INFRA_ERROR, Status.PASS, Status.EXPECTED_ABSENT]) == status.EXIT_UNDECIDED
+    assert status.reduce([Status.PASS, Status.EXPECTED_ABSENT, Status.SKIPPED]) == status.EXIT_PASS
+    assert status.reduce([]) == status.EXIT_PASS
 
 
 def test_summary_line(failing: Results, clean: Results) -> None:
-    assert report.summary_line(failing) == "3 cells: 1 pass, 1 fail, 1 infra error"
-    assert report.summary_line(clean) == "4 cells: 4 pass, 0 fail, 0 infra errors"
+    assert status.summary_line(failing) == "3 cells: 1 pass, 1 fail, 1 infra error"
+    assert status.summary_line(clean) == "4 cells: 4 pass, 0 fail, 0 infra errors"
 
 
 # --- JUnit XML -------------------------------------------------------------------------------------------
 
 
 def test_junit_of_a_clean_cell(clean: Results) -> None:
-    suite = ET.fromstring(report.junit_xml(cell_of(clean, "5.10-v2")))
+    suite = ET.fromstring(junit.render(cell_of(clean, "5.10-v2")))
     assert suite.tag == "testsuite"
     assert suite.get("name") == "5.10-v2"
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
@@ -347,7 +359,7 @@ def test_junit_of_a_failing_cell(failing: Results) -> None:
             Case("test_b", "extra", Outcome.SKIPPED, 0.0, "needs kvm"),
         ),
     )
-    suite = ET.fromstring(report.junit_xml(cell))
+    suite = ET.fromstring(junit.render(cell))
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
         "37",
         "2",
@@ -370,7 +382,7 @@ def test_junit_of_a_failing_cell(failing: Results) -> None:
 
 
 def test_junit_of_an_infra_error(failing: Results) -> None:
-    suite = ET.fromstring(report.junit_xml(cell_of(failing, "7.x-v2")))
+    suite = ET.fromstring(junit.render(cell_of(failing, "7.x-v2")))
     assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("1", "1", "0")
     (case,) = suite.findall("testcase")
     assert case.get("name") == "boot"
@@ -386,7 +398,7 @@ def test_junit_survives_control_characters(failing: Results) -> None:
     cell = cell_of(failing, "7.x-v2")
     assert cell.infra_error is not None
     noisy = dataclasses.replace(cell.infra_error, console_tail="\x1b[0mBUG: \x00 at\r\nend\udc80")
-    suite = ET.fromstring(report.junit_xml(dataclasses.replace(cell, infra_error=noisy)))
+    suite = ET.fromstring(junit.render(dataclasses.replace(cell, infra_error=noisy)))
     assert suite.find("testcase/error").text == "\\x1b[0mBUG: \\x00 at\nend\\udc80"  # type: ignore[union-attr]
 
 
@@ -394,7 +406,7 @@ def test_junit_survives_control_characters(failing: Results) -> None:
 
 
 def test_markdown_matrix(failing: Results) -> None:
-    text = report.markdown(failing)
+    text = markdown.render(failing)
     lines = text.splitlines()
     header = "| cell | release | flavour | boot | " + " | ".join([*FEATURES, *GROUPS]) + " |"
     assert header in lines
@@ -420,18 +432,18 @@ def test_markdown_matrix(failing: Results) -> None:
 
 
 def test_markdown_of_a_clean_run_lists_no_failures(clean: Results) -> None:
-    text = report.markdown(clean)
+    text = markdown.render(clean)
     assert text.rstrip().endswith("## Failures and infra errors\n\nNone.")
     assert "| [5.10-v2](consoles/5.10-v2.log) | 5.10.0-32-cloud-amd64 | v2 | 4.8 s |" in text
 
 
 def test_markdown_escapes_text(failing: Results) -> None:
     hostile = with_message(failing, "6.1-hybrid", FAILING_TEST, "got <script>alert(1)</script> | [x](y)")
-    text = report.markdown(hostile)
+    text = markdown.render(hostile)
     assert "<script>" not in text
     assert r"got &lt;script&gt;alert(1)&lt;/script&gt; \| \[x\](y)" in text
     multiline = with_message(failing, "6.1-hybrid", FAILING_TEST, "first\n```\nsecond")
-    lines = report.markdown(multiline).splitlines()
+    lines = markdown.render(multiline).splitlines()
     at = lines.index(f"- **6.1-hybrid** `cgroups::{FAILING_TEST}` failed:")
     assert lines[at + 1 : at + 6] == ["  ````", "  first", "  ```", "  second", "  ````"]
 
@@ -457,7 +469,7 @@ def parse_html(text: str) -> _Tags:
 
 
 def test_html_page(failing: Results) -> None:
-    text = report.html(failing)
+    text = html.render(failing)
     assert text.startswith("<!DOCTYPE html>\n<html")
     assert text.rstrip().endswith("</html>")
     page = parse_html(text)
@@ -477,7 +489,7 @@ def test_html_page(failing: Results) -> None:
 def test_html_escapes_everything(failing: Results) -> None:
     hostile = with_message(failing, "6.1-hybrid", FAILING_TEST, "<script>alert('x')</script> & \"q\"")
     hostile = with_cell(hostile, "6.12-v2", release='6.12"><img src=x onerror=alert(1)>')
-    text = report.html(hostile)
+    text = html.render(hostile)
     assert "<script>" not in text
     assert "<img" not in text
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;q&quot;" in text
@@ -487,17 +499,17 @@ def test_html_escapes_everything(failing: Results) -> None:
 
 def test_links_are_relative_to_a_base_and_quoted(clean: Results) -> None:
     spaced = with_cell(clean, "6.1-v2", console_log="consoles/6.1 v2.log")
-    assert "[6.1-v2](../run/consoles/6.1%20v2.log)" in report.markdown(spaced, link_base="../run")
-    assert 'href="../run/consoles/6.1%20v2.log"' in report.html(spaced, link_base="../run")
+    assert "[6.1-v2](../run/consoles/6.1%20v2.log)" in markdown.render(spaced, link_base="../run")
+    assert 'href="../run/consoles/6.1%20v2.log"' in html.render(spaced, link_base="../run")
     unlinked = with_cell(clean, "6.1-v2", console_log="")
-    assert "| 6.1-v2 | 6.1.0-50-cloud-amd64 |" in report.markdown(unlinked)
+    assert "| 6.1-v2 | 6.1.0-50-cloud-amd64 |" in markdown.render(unlinked)
 
 
 # --- the terminal ----------------------------------------------------------------------------------------
 
 
 def test_summary_table(failing: Results) -> None:
-    lines = report.summary_table(failing).splitlines()
+    lines = terminal.render(failing).splitlines()
     assert len(lines) == 5
     assert lines[0].split() == ["cell", "release", "boot", "status", "failing"]
     assert lines[1].split() == [
@@ -519,7 +531,7 @@ def test_summary_table(failing: Results) -> None:
 
 
 def test_diff_finds_exactly_the_changes() -> None:
-    changes = report.diff(fixture("diff-baseline.json"), fixture("diff-candidate.json"))
+    changes = diff.diff(fixture("diff-baseline.json"), fixture("diff-candidate.json"))
     assert changes == [
         Change("v2", ChangeKind.TEST, "cgroups::test_cpu_quota_shows_throttling", "passed", "failed"),
         Change(
@@ -550,7 +562,7 @@ def test_diff_finds_exactly_the_changes() -> None:
 
 
 def test_diff_of_a_run_with_itself_is_empty() -> None:
-    assert report.diff(fixture("diff-baseline.json"), fixture("diff-baseline.json")) == []
+    assert diff.diff(fixture("diff-baseline.json"), fixture("diff-baseline.json")) == []
 
 
 def test_diff_reports_an_infra_error_instead_of_everything_it_hid(failing: Results) -> None:
@@ -559,14 +571,12 @@ def test_diff_reports_an_infra_error_instead_of_everything_it_hid(failing: Resul
     broken = with_cell(
         booted, "6.12-v2", infra_error=panicked.infra_error, features={}, expected={}, tests=()
     )
-    assert report.diff(booted, broken) == [
-        Change("v2", ChangeKind.INFRA, "boot", None, "kernel panic or oops")
-    ]
+    assert diff.diff(booted, broken) == [Change("v2", ChangeKind.INFRA, "boot", None, "kernel panic or oops")]
 
 
 def test_diff_needs_one_cell_per_flavour(clean: Results) -> None:
     with pytest.raises(ReportError, match=r"candidate: cells 5\.10-v2 and 6\.1-v2 are both flavour 'v2'"):
-        report.diff(fixture("diff-baseline.json"), clean)
+        diff.diff(fixture("diff-baseline.json"), clean)
 
 
 # --- files and the command line --------------------------------------------------------------------------
@@ -574,7 +584,7 @@ def test_diff_needs_one_cell_per_flavour(clean: Results) -> None:
 
 def test_write_all(tmp_path: Path, failing: Results) -> None:
     out = tmp_path / "run" / "reports"
-    paths = report.write_all(failing, out)
+    paths = files.write_all(failing, out)
     names = sorted(path.relative_to(out).as_posix() for path in paths)
     assert names == [
         "junit/6.1-hybrid.xml",
@@ -585,14 +595,14 @@ def test_write_all(tmp_path: Path, failing: Results) -> None:
         "results.json",
     ]
     assert all(path.is_file() for path in paths)
-    assert report.load(out / "results.json") == failing
+    assert schema.load(out / "results.json") == failing
     assert ET.parse(out / "junit" / "7.x-v2.xml").getroot().get("errors") == "1"
-    assert (out / "matrix.md").read_text() == report.markdown(failing)
-    assert (out / "matrix.html").read_text() == report.html(failing)
+    assert (out / "matrix.md").read_text() == markdown.render(failing)
+    assert (out / "matrix.html").read_text() == html.render(failing)
 
 
 def test_write_all_links_back_to_the_run(tmp_path: Path, failing: Results) -> None:
-    report.write_all(failing, tmp_path / "elsewhere" / "out", run_dir=tmp_path / "run")
+    files.write_all(failing, tmp_path / "elsewhere" / "out", run_dir=tmp_path / "run")
     assert (
         "[6.12-v2](../../run/consoles/6.12-v2.log)"
         in (tmp_path / "elsewhere" / "out" / "matrix.md").read_text()
@@ -603,44 +613,39 @@ def test_cli_renders_and_exits_with_the_run_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    assert report.main([str(REPORTS / "failing.json"), "--out", str(out)]) == 1
+    assert main([str(REPORTS / "failing.json"), "--out", str(out)]) == 1
     printed = capsys.readouterr().out
-    assert printed.startswith(report.summary_table(fixture("failing.json")))
+    assert printed.startswith(terminal.render(fixture("failing.json")))
     assert (out / "results.json").is_file()
     assert "(../" in (out / "matrix.md").read_text()  # consoles stay where the run put them
-    assert report.main([str(REPORTS / "clean.json"), "--out", str(out)]) == 0
+    assert main([str(REPORTS / "clean.json"), "--out", str(out)]) == 0
 
 
 def test_cli_never_rewrites_the_results_it_renders(tmp_path: Path) -> None:
     source = tmp_path / "results.json"
     shutil.copyfile(REPORTS / "failing.json", source)
     before = source.read_bytes()
-    assert report.main([str(source)]) == 1
+    assert main([str(source)]) == 1
     assert source.read_bytes() == before
     assert (tmp_path / "matrix.html").is_file()
     assert (tmp_path / "junit" / "6.12-v2.xml").is_file()
 
 
 def test_cli_diff(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        report.main(["--diff", str(REPORTS / "diff-baseline.json"), str(REPORTS / "diff-candidate.json")])
-        == 0
-    )
+    assert main(["--diff", str(REPORTS / "diff-baseline.json"), str(REPORTS / "diff-candidate.json")]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 8
     assert printed[0] == "v2: test cgroups::test_cpu_quota_shows_throttling: passed -> failed"
-    assert (
-        report.main(["--diff", str(REPORTS / "diff-baseline.json"), str(REPORTS / "diff-baseline.json")]) == 0
-    )
+    assert main(["--diff", str(REPORTS / "diff-baseline.json"), str(REPORTS / "diff-baseline.json")]) == 0
     assert capsys.readouterr().out == "no changes\n"
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"schema": 9}')
-    assert report.main([str(bad)]) == report.EXIT_UNUSABLE
+    assert main([str(bad)]) == status.EXIT_UNUSABLE
     assert "schema: 9 is not supported" in capsys.readouterr().err
     for argv in ([], ["a.json", "--diff", "b.json", "c.json"], ["--diff", "b.json", "c.json", "--out", "d"]):
         with pytest.raises(SystemExit) as exited:
-            report.main(argv)
-        assert exited.value.code == report.EXIT_UNUSABLE
+            main(argv)
+        assert exited.value.code == status.EXIT_UNUSABLE

@@ -1,0 +1,28 @@
+"""The table printed at the end of a run: a line per cell, then the summary line."""
+
+from __future__ import annotations
+
+from compat.results.model import Results
+from compat.results.status import cell_status, problems, summary_line
+from compat.results.text import boot_text, printable
+
+
+def render(results: Results) -> str:
+    """One line per cell: id, release, boot seconds, status, what fails; then the summary line."""
+    rows = [("cell", "release", "boot", "status", "failing")]
+    for cell in results.cells:
+        status = cell_status(cell)
+        found = problems(cell)
+        if cell.infra_error is not None:
+            failing = f"{found[0].what}: {found[0].message}"
+        else:
+            failing = ", ".join(problem.item for problem in found)
+        rows.append(
+            (cell.id, cell.release, boot_text(cell), status.word, " ".join(printable(failing).split()))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join([*(value.ljust(width) for value, width in zip(row, widths, strict=False)), row[4]]).rstrip()
+        for row in rows
+    ]
+    return "\n".join([*lines, summary_line(results)]) + "\n"
