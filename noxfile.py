@@ -1,4 +1,12 @@
-"""Sessions: tests, lint, compat, bench.
+"""Sessions (`nox -s NAME`; `tests` when none is named):
+
+    tests    the project's own tests: unit, config files, real containers and detection on this host
+    lint     ruff (check and format) and mypy
+    compat   the kernel x flavour matrix booted under QEMU (or Vagrant) and checked over SSH
+    qualify  a candidate kernel against a baseline, with a verdict; or the qualification self-check
+    images   the kernels, guest root filesystem, initramfs and modules disks the VMs boot, cached
+    bench    benchmarks that print figures: check, run, image import, boot
+    soak     many containers with random SIGKILLs, then `runtime gc`; fails on any leak
 
 Each session installs what it needs. Run as root on Debian or Ubuntu, the sessions also install the
 system packages they need with apt.

@@ -19,8 +19,7 @@ from timing import line  # noqa: E402
 from compat import flavours  # noqa: E402 - after the path is set
 from compat.harness.qemu import Machine, running  # noqa: E402
 from compat.images.build import build_all  # noqa: E402
-
-KERNELS = ("5.10", "6.1", "6.12", "7.x")
+from compat.images.kernel_catalogue import load_catalogue  # noqa: E402
 
 
 def floor(kernel: Path, initrd: Path) -> float:
@@ -45,7 +44,7 @@ def ready(machine: Machine) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument("--kernels", default=",".join(load_catalogue().ids))
     args = parser.parse_args()
     kernels = args.kernels.split(",")
     images = build_all(kernels)

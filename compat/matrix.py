@@ -3,7 +3,8 @@
 Expectations are derived, not copied per cell: from the kernel's config (is the v1 memory controller
 built? overlay? user namespaces?), its version (cgroup.kill came in 5.14, memory.peak in 5.19, overlay in
 a user namespace in 5.11, pivot_root from an initramfs in 7.0) and the flavour's knobs. The facts are
-those of shared/reference/kernel-features.md; tests/unit/test_matrix.py holds them against it.
+those of the kernel-features reference (kept beside this repository, not in it); tests/unit/test_harness.py
+holds the matrix's expectations against it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from compat import flavours
 from compat.errors import CompatError
 from compat.flavours import Cgroups, Flavour, Overlay, Root, Userns
+from compat.images.kernel_catalogue import load_catalogue
+from runtime.features.cgroups import CORE_FILES, MEMORY_FILES
 from runtime.features.kconfig import KernelConfig
 
 DEFAULT = (
@@ -29,8 +32,6 @@ FULL_FLAVOURS = (
     "v2+no-overlay",
     "initramfs-root",
 )
-KERNELS = ("5.10", "6.1", "6.12", "7.x")
-FULL = tuple(f"{kernel}-{flavour}" for kernel in KERNELS for flavour in FULL_FLAVOURS)
 FEATURES = (
     "cgroup.mode", "cgroup.memory", "cgroup.cpuset", "userns.root", "userns.unprivileged",
     "overlay.mountable", "overlay.in_userns", "pivot_root.usable", "cgroup.kill", "memory.peak", "psi",
@@ -63,13 +64,17 @@ def parse_cell(text: str) -> Cell:
         raise MatrixError(f"cell {text!r}: {exc.message}", exc.hint) from exc
 
 
+def full() -> tuple[str, ...]:
+    """Every kernel of the catalogue (vm-images/kernels.json) in every flavour."""
+    return tuple(f"{kernel}-{flavour}" for kernel in load_catalogue().ids for flavour in FULL_FLAVOURS)
+
+
 def select(matrix: str = "default", cells: str | None = None) -> list[Cell]:
     if cells:
         return [parse_cell(cell) for cell in cells.split(",") if cell.strip()]
-    chosen = {"default": DEFAULT, "full": FULL}.get(matrix)
-    if chosen is None:
+    if matrix not in ("default", "full"):
         raise MatrixError(f"unknown matrix {matrix!r}", "the matrices are default and full")
-    return [parse_cell(cell) for cell in chosen]
+    return [parse_cell(cell) for cell in (DEFAULT if matrix == "default" else full())]
 
 
 # --- expectations ------------------------------------------------------------------------------------------
@@ -113,8 +118,8 @@ def expected(cell: Cell, config: KernelConfig) -> dict[str, Value]:
         # Tried only inside a user namespace: unknown (None) where there is none to try in.
         "overlay.in_userns": (overlay and version.at_least(5, 11)) if root_userns else None,
         "pivot_root.usable": flavour.root is Root.DISK or version.at_least(7, 0),
-        "cgroup.kill": has_v2 and version.at_least(5, 14),
-        "memory.peak": memory == "v2" and version.at_least(5, 19),
+        "cgroup.kill": has_v2 and version.at_least(*CORE_FILES["cgroup.kill"]),
+        "memory.peak": memory == "v2" and version.at_least(*MEMORY_FILES["memory.peak"]),
         "psi": config.built("PSI") and config.value("PSI_DEFAULT_DISABLED") != "y",
     }
 

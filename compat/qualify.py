@@ -18,18 +18,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from compat.errors import CompatError
 from compat.images import kernel_catalogue, kernels
 from compat.images.cache import cache_root, key
+from compat.paths import REPO
 from compat.proc import CommandError, run
 from compat.results import html as html_matrix
 from compat.results import markdown as markdown_matrix
 from compat.results import schema
 from compat.results.diff import Change, ChangeKind, Pair, PairBy, cell_changes, pairs
-from compat.results.model import Cell, Results
+from compat.results.model import Cell, Results, present
 from compat.results.status import EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, Status, reduce
 from runtime.features import fromconfig, kconfig
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FLAVOURS = ("v2", "hybrid", "v1")
 Value = str | bool | None
 
@@ -76,14 +77,13 @@ CONFIG_EXPLAIN: dict[str, str] = {
         "CPU pinning; boot with cgroup v2"
     ),
 }
-ABSENT: tuple[Value, ...] = (False, None, "none", "")
 
 
 def classify(before: Value, after: Value) -> Category:
     """Lost is a regression, gained an improvement, anything else a change (e.g. memory v1 -> v2)."""
-    if before not in ABSENT and after in ABSENT:
+    if present(before) and not present(after):
         return Category.REGRESSION
-    if before in ABSENT and after not in ABSENT:
+    if not present(before) and present(after):
         return Category.IMPROVEMENT
     return Category.CHANGED
 
@@ -209,8 +209,29 @@ def verdict(findings: list[Finding], *runs: Results) -> int:
 # --- running the suite ------------------------------------------------------------------------------------------
 
 
+# What the suite's pytest run imports, by the package that provides it: the [compat] extra.
+SUITE_MODULES = {"pytest": "pytest", "xdist": "pytest-xdist", "pytest_timeout": "pytest-timeout",
+                 "paramiko": "paramiko", "testinfra": "pytest-testinfra"}  # fmt: skip
+
+
+class SuiteUnavailable(CompatError):
+    """The compat suite cannot start: a package it needs is not installed."""
+
+
+def check_suite_modules() -> None:
+    from importlib.util import find_spec
+
+    missing = [package for module, package in SUITE_MODULES.items() if find_spec(module) is None]
+    if missing:
+        raise SuiteUnavailable(
+            f"the compat suite needs {', '.join(missing)}, not installed for {sys.executable}",
+            "pip install 'kcompat[compat]'",
+        )
+
+
 def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "") -> Results:
     """The compat suite on kernel in each flavour; results from out/results.json."""
+    check_suite_modules()  # else pytest fails to start and all that is said is that results.json is missing
     label, mapping = (
         (kernel, "")
         if kernel in kernel_catalogue.load_catalogue().ids

@@ -120,7 +120,7 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
             _mount_overlay(*launch.overlay)
         if launch.userns:
             _enter_userns(launch)
-        libc.unshare(_namespace_flags(spec, launch))
+        libc.unshare(_namespace_flags(spec))
         init = os.fork()
         if init == 0:
             forked(container_init, spec, launch)
@@ -175,7 +175,7 @@ def _enter_userns(launch: Launch) -> None:
     os.setresuid(0, 0, 0)
 
 
-def _namespace_flags(spec: ContainerSpec, launch: Launch) -> int:
+def _namespace_flags(spec: ContainerSpec) -> int:
     flags = c.CLONE_NEWNS | c.CLONE_NEWUTS | c.CLONE_NEWIPC | c.CLONE_NEWPID
     if spec.network == "none":
         flags |= c.CLONE_NEWNET

@@ -2,31 +2,61 @@
 imports: a `docker save` tarball and an OCI image layout (a directory, or the same as a tar).
 Also corrupt variants of both, and a corpus of malicious layers.
 
-Everything is deterministic: fixed mtimes, numeric owners without names, entries in the order
-given, gzip without a timestamp. The same image gives the same bytes, so the same digests.
-
-Entries are written in the order given, not re-sorted: a layer tar is a stream, a hard link must
-come after its target, and the malicious cases need a symlink before the file written through it.
+The image model, the tar writer, `docker save` and the three-layer busybox image live in
+compat/images/testimage.py, since the compat guests import that image too; this module re-exports
+them and adds the rest. Everything is deterministic: the same image gives the same bytes.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
-import platform
 import tarfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from tests.busybox import GROUP, PASSWD, BusyboxMissing, is_static_elf
+from compat.images import testimage
+from compat.images.busybox import BUSYBOX, GROUP, PASSWD, BusyboxMissing, is_static_elf
+from compat.images.testimage import (
+    APPLETS,
+    CREATED,
+    DOCKER_CORRUPTIONS,
+    GZIP_LEVEL,
+    KINDS,
+    MTIME,
+    RUN_SH,
+    Entry,
+    Image,
+    busybox_image,
+    busybox_layer,
+    canonical_json,
+    check_corrupt,
+    directory,
+    gzip_bytes,
+    hardlink,
+    host_architecture,
+    image_config,
+    layer_tar,
+    opaque,
+    regular,
+    sha256_hex,
+    split_ref,
+    symlink,
+    whiteout,
+    write_docker_save,
+    write_entries,
+)
 
-MTIME = 946684800  # 2000-01-01T00:00:00Z
-CREATED = "2000-01-01T00:00:00Z"
-GZIP_LEVEL = 6
+__all__ = [
+    "APPLETS", "BUSYBOX", "CREATED", "DOCKER_CORRUPTIONS", "GROUP", "GZIP_LEVEL", "KINDS", "MTIME", "PASSWD",
+    "RUN_SH", "BusyboxMissing", "Entry", "Image", "NoBusybox", "busybox_image", "busybox_layer", "directory",
+    "gzip_bytes", "hardlink", "host_architecture", "is_static_elf", "layer_tar", "opaque", "regular",
+    "sha256_hex", "symlink", "whiteout", "write_docker_save",
+]  # fmt: skip
+
+NoBusybox = BusyboxMissing  # the name these tests catch
+
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -36,250 +66,8 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
-DOCKER_CORRUPTIONS = ("layer", "config", "manifest-missing-layer", "diff-id-count")
 # "zstd" is no corruption but a refusal case all the same: the top layer is stored as tar+zstd.
 OCI_CORRUPTIONS = ("blob", "manifest-size", "layer-size", "zstd")
-
-KINDS = ("file", "dir", "symlink", "hardlink", "chardev", "blockdev", "fifo")
-_TAR_TYPES = {
-    "file": tarfile.REGTYPE,
-    "dir": tarfile.DIRTYPE,
-    "symlink": tarfile.SYMTYPE,
-    "hardlink": tarfile.LNKTYPE,
-    "chardev": tarfile.CHRTYPE,
-    "blockdev": tarfile.BLKTYPE,
-    "fifo": tarfile.FIFOTYPE,
-}
-_DEFAULT_MODES = {
-    "file": 0o644,
-    "dir": 0o755,
-    "symlink": 0o777,
-    "hardlink": 0o644,
-    "chardev": 0o600,
-    "blockdev": 0o600,
-    "fifo": 0o644,
-}
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le"}
-
-APPLETS = (
-    "sh", "ls", "cat", "echo", "id", "pwd", "env", "sleep", "touch", "rm", "mkdir", "test", "true",
-    "false", "head", "wc", "ps", "hostname", "mount",
-)  # fmt: skip
-RUN_SH = b'#!/bin/sh\necho "app: $GREETING from $(pwd)"\n'
-
-
-class NoBusybox(BusyboxMissing):
-    """No static busybox here; the message says what to install."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One tar member. `path` is written as given: no leading "/" stripped, no ".." resolved.
-    `mode` None means the usual mode for the kind (0o644 files, 0o755 dirs, 0o777 symlinks)."""
-
-    path: str
-    kind: str
-    data: bytes = b""
-    target: str = ""
-    mode: int | None = None
-    major: int = 0
-    minor: int = 0
-    uid: int = 0
-    gid: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown entry kind {self.kind!r}: one of {', '.join(KINDS)}")
-        if self.data and self.kind != "file":
-            raise ValueError(f"{self.path}: only a file has data")
-        if self.kind in ("symlink", "hardlink") and not self.target:
-            raise ValueError(f"{self.path}: a {self.kind} needs a target")
-
-
-def regular(path: str, data: bytes = b"", mode: int = 0o644) -> Entry:
-    return Entry(path, "file", data=data, mode=mode)
-
-
-def directory(path: str, mode: int = 0o755) -> Entry:
-    return Entry(path, "dir", mode=mode)
-
-
-def symlink(path: str, target: str) -> Entry:
-    return Entry(path, "symlink", target=target)
-
-
-def hardlink(path: str, target: str) -> Entry:
-    return Entry(path, "hardlink", target=target)
-
-
-def whiteout(path: str) -> Entry:
-    """Deletes `path` from the layers below: an empty file named .wh.<name> beside it."""
-    parent, _, name = path.rpartition("/")
-    return regular(f"{parent}/.wh.{name}" if parent else f".wh.{name}")
-
-
-def opaque(directory_path: str) -> Entry:
-    """Hides everything the layers below have in the directory."""
-    return regular(f"{directory_path}/.wh..wh..opq")
-
-
-def host_architecture() -> str:
-    machine = platform.machine()
-    return _GOARCH.get(machine, machine)
-
-
-@dataclass(frozen=True)
-class Image:
-    layers: list[list[Entry]]
-    env: list[str] = field(default_factory=lambda: ["PATH=/usr/local/bin:/usr/bin:/bin"])
-    cmd: list[str] = field(default_factory=list)
-    entrypoint: list[str] | None = None
-    workdir: str = "/"
-    user: str = ""
-    ref: str = "test:1"
-    architecture: str = field(default_factory=host_architecture)
-
-
-# Tars
-
-
-def _tarinfo(entry: Entry) -> tarfile.TarInfo:
-    # TarInfo(name) keeps the name as given; only TarFile.add/gettarinfo strip a leading "/".
-    info = tarfile.TarInfo(entry.path)
-    info.type = _TAR_TYPES[entry.kind]
-    info.mode = _DEFAULT_MODES[entry.kind] if entry.mode is None else entry.mode
-    info.mtime = MTIME
-    info.uid, info.gid = entry.uid, entry.gid
-    info.uname = info.gname = ""
-    info.linkname = entry.target
-    info.devmajor, info.devminor = entry.major, entry.minor
-    info.size = len(entry.data) if entry.kind == "file" else 0
-    return info
-
-
-def _write_entries(fileobj: BinaryIO, entries: Iterable[Entry]) -> None:
-    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in entries:
-            info = _tarinfo(entry)
-            tar.addfile(info, io.BytesIO(entry.data) if entry.kind == "file" else None)
-
-
-def layer_tar(entries: list[Entry]) -> bytes:
-    """Uncompressed PAX tar bytes of `entries`, in the order given."""
-    buffer = io.BytesIO()
-    _write_entries(buffer, entries)
-    return buffer.getvalue()
-
-
-def gzip_bytes(data: bytes) -> bytes:
-    """gzip without a timestamp or file name, so the bytes depend on `data` only."""
-    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _split_ref(ref: str) -> tuple[str, str]:
-    name, colon, tag = ref.rpartition(":")
-    if not colon or "/" in tag:
-        return ref, "latest"
-    return name, tag
-
-
-def _tampered(entries: list[Entry]) -> bytes:
-    """A valid tar whose bytes differ from layer_tar(entries): one more file."""
-    return layer_tar([*entries, regular("tampered-by-tests", b"tampered\n")])
-
-
-def _config(image: Image, diff_ids: list[str]) -> dict[str, object]:
-    return {
-        "architecture": image.architecture,
-        "os": "linux",
-        "created": CREATED,
-        "config": {
-            "Env": list(image.env),
-            "Cmd": list(image.cmd),
-            "Entrypoint": None if image.entrypoint is None else list(image.entrypoint),
-            "WorkingDir": image.workdir,
-            "User": image.user,
-        },
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [
-            {"created": CREATED, "created_by": f"tests/images.py layer {i + 1}"}
-            for i in range(len(image.layers))
-        ],
-    }
-
-
-def _check_corrupt(corrupt: str | None, allowed: tuple[str, ...]) -> None:
-    if corrupt is not None and corrupt not in allowed:
-        raise ValueError(f"unknown corruption {corrupt!r}: one of {', '.join(allowed)}")
-
-
-# docker save
-
-
-def write_docker_save(
-    image: Image, path: Path, *, gzip_layers: bool = False, corrupt: str | None = None
-) -> Path:
-    """What `docker save -o path ref` writes (the classic layout): manifest.json, the config
-    named by its digest, <id>/layer.tar, VERSION and json per layer, and repositories.
-    With gzip_layers, each layer.tar holds gzip bytes under the same name.
-
-    corrupt: "layer" (the top layer's bytes don't match its diff_id), "config" (the config's
-    name isn't its digest), "manifest-missing-layer" (the manifest names a layer.tar absent
-    from the tar), "diff-id-count" (the config lists one diff_id fewer than the manifest)."""
-    _check_corrupt(corrupt, DOCKER_CORRUPTIONS)
-    name, tag = _split_ref(image.ref)
-    top = len(image.layers) - 1
-    members: list[Entry] = []
-    diff_ids: list[str] = []
-    layer_paths: list[str] = []
-    parent = ""
-    for index, entries in enumerate(image.layers):
-        tar = layer_tar(entries)
-        diff_id = "sha256:" + sha256_hex(tar)
-        diff_ids.append(diff_id)
-        if corrupt == "layer" and index == top:
-            tar = _tampered(entries)
-        stored = gzip_bytes(tar) if gzip_layers else tar
-        # A v1 layer id, chained on the parent's, as docker does: two equal layers get two ids.
-        layer_id = sha256_hex(f"{parent} {diff_id}".encode())
-        legacy: dict[str, object] = {"id": layer_id, "created": CREATED, "os": "linux"}
-        if parent:
-            legacy["parent"] = parent
-        members += [
-            directory(layer_id),
-            regular(f"{layer_id}/VERSION", b"1.0"),
-            regular(f"{layer_id}/json", _json(legacy)),
-        ]
-        if not (corrupt == "manifest-missing-layer" and index == top):
-            members.append(regular(f"{layer_id}/layer.tar", stored))
-        layer_paths.append(f"{layer_id}/layer.tar")
-        parent = layer_id
-    config = _config(image, diff_ids[:-1] if corrupt == "diff-id-count" else diff_ids)
-    config_bytes = _json(config)
-    config_name = sha256_hex(config_bytes) + ".json"
-    if corrupt == "config":
-        config_env = config["config"]
-        assert isinstance(config_env, dict)
-        config_env["Env"] = [*config_env["Env"], "TAMPERED=1"]
-        config_bytes = _json(config)
-    manifest = [{"Config": config_name, "RepoTags": [f"{name}:{tag}"], "Layers": layer_paths}]
-    members += [
-        regular(config_name, config_bytes),
-        regular("manifest.json", _json(manifest)),
-        regular("repositories", _json({name: {tag: parent}})),
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as file:
-        _write_entries(file, members)
-    return path
 
 
 # OCI image layout
@@ -287,7 +75,7 @@ def write_docker_save(
 
 def _oci_files(image: Image, gzip_layers: bool, corrupt: str | None) -> dict[str, bytes]:
     """The layout's files, path -> bytes: oci-layout, index.json and blobs/sha256/<hex>."""
-    _check_corrupt(corrupt, OCI_CORRUPTIONS)
+    check_corrupt(corrupt, OCI_CORRUPTIONS)
     blobs: dict[str, bytes] = {}
     top = len(image.layers) - 1
 
@@ -311,29 +99,29 @@ def _oci_files(image: Image, gzip_layers: bool, corrupt: str | None) -> dict[str
             media_type, stored = MEDIA_LAYER_ZSTD, ZSTD_MAGIC + tar
         layer = descriptor(media_type, stored)
         if index == top and corrupt == "blob":
-            tampered = _tampered(entries)
+            tampered = testimage.tampered(entries)
             tampered = gzip_bytes(tampered) if gzip_layers else tampered
             blobs[str(layer["digest"]).removeprefix("sha256:")] = tampered
             layer["size"] = len(tampered)  # only the digest is wrong
         if index == top and corrupt == "layer-size":
             layer["size"] = len(stored) + 1
         layers.append(layer)
-    config = descriptor(MEDIA_CONFIG, _json(_config(image, diff_ids)))
-    manifest_bytes = _json(
+    config = descriptor(MEDIA_CONFIG, canonical_json(image_config(image, diff_ids)))
+    manifest_bytes = canonical_json(
         {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "config": config, "layers": layers}
     )
     manifest = descriptor(
         MEDIA_MANIFEST, manifest_bytes, len(manifest_bytes) + 1 if corrupt == "manifest-size" else None
     )
-    _, tag = _split_ref(image.ref)
+    _, tag = split_ref(image.ref)
     manifest["annotations"] = {
         "org.opencontainers.image.ref.name": tag,
         "io.containerd.image.name": image.ref,
     }
     index_json = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [manifest]}
     files = {f"blobs/sha256/{digest}": data for digest, data in sorted(blobs.items())}
-    files["index.json"] = _json(index_json)
-    files["oci-layout"] = _json({"imageLayoutVersion": "1.0.0"})
+    files["index.json"] = canonical_json(index_json)
+    files["oci-layout"] = canonical_json({"imageLayoutVersion": "1.0.0"})
     return files
 
 
@@ -360,76 +148,11 @@ def write_oci_tar(image: Image, path: Path, *, gzip_layers: bool = True, corrupt
     members += [regular(name, files[name]) for name in sorted(files)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as file:
-        _write_entries(file, members)
+        write_entries(file, members)
     return path
 
 
-# The images
-
-
-def busybox_layer(busybox: str = "/bin/busybox") -> list[Entry]:
-    """The base layer: busybox, applet symlinks, passwd, group, and files the layers above
-    delete or hide."""
-    if not Path(busybox).exists():
-        raise NoBusybox(f"{busybox} is missing: install busybox-static")
-    if not is_static_elf(busybox):
-        raise NoBusybox(f"{busybox} is not a static executable (it has PT_INTERP): install busybox-static")
-    return [
-        directory("bin"),
-        regular("bin/busybox", Path(busybox).read_bytes(), 0o755),
-        *(symlink(f"bin/{applet}", "busybox") for applet in sorted(APPLETS)),
-        directory("etc"),
-        regular("etc/doomed", b"delete me\n"),
-        regular("etc/group", GROUP.encode()),
-        regular("etc/passwd", PASSWD.encode()),
-        directory("root", 0o700),
-        directory("tmp", 0o1777),
-        directory("usr"),
-        directory("usr/share"),
-        regular("usr/share/hello", b"hello from layer 1\n"),
-        directory("var"),
-        directory("var/cache"),
-        directory("var/cache/old"),
-        regular("var/cache/old/a", b"a from layer 1\n"),
-        regular("var/cache/old/b", b"b from layer 1\n"),
-    ]
-
-
-def busybox_image(busybox: str = "/bin/busybox") -> Image:
-    """The standard test image, three layers. Layer 2 deletes etc/doomed (whiteout), makes
-    var/cache/old opaque (a and b gone, new added), adds an absolute symlink and a hard link;
-    layer 3 adds etc/motd and app/run.sh, the command."""
-    layer2 = [
-        directory("etc"),
-        whiteout("etc/doomed"),  # .wh.doomed
-        directory("usr"),
-        directory("usr/bin"),
-        symlink("usr/bin/sh2", "/bin/busybox"),
-        directory("usr/share"),
-        regular("usr/share/layer2.txt", b"layer 2 hard link target\n"),
-        # After its target, out of sorted order ("-" < "."): a hard link needs its target first.
-        hardlink("usr/share/layer2-link", "usr/share/layer2.txt"),
-        directory("var"),
-        directory("var/cache"),
-        directory("var/cache/old"),
-        opaque("var/cache/old"),
-        regular("var/cache/old/new", b"from layer 2\n"),
-    ]
-    layer3 = [
-        directory("app"),
-        regular("app/run.sh", RUN_SH, 0o755),
-        directory("etc"),
-        regular("etc/motd", b"layer 3\n"),
-    ]
-    return Image(
-        layers=[busybox_layer(busybox), layer2, layer3],
-        env=["PATH=/usr/local/bin:/usr/bin:/bin", "GREETING=hi"],
-        cmd=["/app/run.sh"],
-        entrypoint=None,
-        workdir="/app",
-        user="",
-        ref="busybox-test:1",
-    )
+# More images
 
 
 def pseudo_random(seed: str, size: int) -> bytes:
@@ -437,7 +160,7 @@ def pseudo_random(seed: str, size: int) -> bytes:
     return hashlib.shake_128(seed.encode()).digest(size)
 
 
-def big_image(size_mb: int = 100, busybox: str = "/bin/busybox", files: int = 10) -> Image:
+def big_image(size_mb: int = 100, busybox: str = BUSYBOX, files: int = 10) -> Image:
     """For the import benchmark: the busybox layer, then a layer of size_mb MiB of
     incompressible data in `files` files under data/."""
     total = size_mb * 1024 * 1024
@@ -492,7 +215,7 @@ Edit = Callable[[Any], object]
 
 
 def _encoded(value: object) -> bytes:
-    return value if isinstance(value, bytes) else _json(value)
+    return value if isinstance(value, bytes) else canonical_json(value)
 
 
 def docker_save_edited(
@@ -542,7 +265,7 @@ def docker_save_edited(
             out.append(regular(member.name, data) if data is not None else directory(member.name))
     scratch.unlink()
     with path.open("wb") as file:
-        _write_entries(file, out)
+        write_entries(file, out)
     return path
 
 
@@ -608,7 +331,7 @@ def tar_of_layout(layout: Path, path: Path, *, symlinks: Iterable[Path] = ()) ->
         else:
             members.append(regular(name, file.read_bytes()))
     with path.open("wb") as out:
-        _write_entries(out, members)
+        write_entries(out, members)
     return path
 
 
@@ -633,7 +356,7 @@ def zero_bomb(size_mb: int, ref: str = "bomb:1") -> Image:
     return Image(layers=[[regular("zeros", bytes(size_mb * 1024 * 1024))]], cmd=["/zeros"], ref=ref)
 
 
-def setuid_image(busybox: str = "/bin/busybox") -> Image:
+def setuid_image(busybox: str = BUSYBOX) -> Image:
     """busybox as a setuid-root file and a world-readable and -writable device node (1:3, null)
     beside an ordinary file: what a local user must not reach through the store."""
     base = busybox_layer(busybox)

@@ -86,7 +86,8 @@ COMMANDS = (
     Command(("/bin/sh", "-c", "sleep 0.1; exit 7"), 7),
     Command(("/bin/sh", "-c", "test -r /proc/self/cgroup && echo cgroup-ok"), 0, "cgroup-ok"),
 )
-IMAGE_COMMAND = Command((), 0, "app: hi from /app")  # the image's Cmd, /app/run.sh (tests/images.py)
+# The image's Cmd, /app/run.sh (compat/images/testimage.py).
+IMAGE_COMMAND = Command((), 0, "app: hi from /app")
 # Killed runs run a command that never ends by itself: whatever outlives the soak is a leak, not a
 # command that had not finished yet. Absolute paths: the soak is about leaks, not PATH lookup.
 ENDLESS = ("/bin/sleep", "1800")

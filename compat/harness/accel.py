@@ -18,7 +18,6 @@ from compat.proc import run, spawn
 log = logging.getLogger(__name__)
 PROBE_DEADLINE = 15.0
 PROBE_MARKER = "KCOMPAT-PROBE-OK"
-Prober = Callable[[Path, Path, float], bool]
 
 
 def _qemu_version() -> str:

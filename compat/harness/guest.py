@@ -16,14 +16,15 @@ import testinfra
 
 from compat import matrix
 from compat.harness.qemu import BootError, Machine, Vm
+from compat.images import busybox, testimage
 from compat.images.build import build_all
 from compat.matrix import Cell
+from compat.paths import REPO
 from compat.results.model import InfraKind
 from runtime.features import kconfig
 from runtime.features.kernel import parse_release
 from runtime.features.model import KernelVersion
 
-REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = "/opt/kcompat"  # the runtime, rootfs/ and images/ inside the guest
 RUNTIME = f"cd {GUEST_DIR} && python3 -m runtime"
 
@@ -73,14 +74,12 @@ def _ssh_config(path: Path, port: int, key: Path) -> Path:
 
 def _payload() -> bytes:
     """runtime/, a static busybox root filesystem and the three-layer test image, as one tar."""
-    from tests import busybox, images
-
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as scratch, tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(REPO / "runtime", "runtime", filter=lambda info: None if "__pycache__" in info.name else info)
         tar.add(busybox.build_rootfs(Path(scratch) / "rootfs"), "rootfs")
         image = Path(scratch) / "busybox-test.tar"
-        images.write_docker_save(images.busybox_image(), image)
+        testimage.write_docker_save(testimage.busybox_image(), image)
         tar.add(image, "images/busybox-test.tar")
     return buffer.getvalue()
 
@@ -144,11 +143,11 @@ def boot_vagrant(
     """The same cell through Vagrant and libvirt; failures are classified as for QEMU."""
     from compat.harness import vagrant
     from compat.images.box import build_box
-    from compat.matrix import KERNELS
+    from compat.images.kernel_catalogue import load_catalogue
     from compat.proc import CommandError
 
     spec = kernel or cell.kernel
-    built = build_all(list(dict.fromkeys([*KERNELS, spec])))
+    built = build_all(list(dict.fromkeys([*load_catalogue().ids, spec])))
     box = build_box(built)
     kernel_set = built.kernels[spec]
     kernel_config = _kernel_config(cell, kernel_set.kernel.config)
@@ -156,15 +155,16 @@ def boot_vagrant(
                       extra_args=extra_args)  # fmt: skip
     name = vagrant.machine_name(cell.id)
     workdir.mkdir(parents=True, exist_ok=True)
-    entry = vagrant.machine_entry(name, box.name, kernel_set.kernel.vmlinuz, kernel_set.initrd,
+    env = vagrant.Environment(netns, [])
+    entry = vagrant.machine_entry(env, name, box.name, kernel_set.kernel.vmlinuz, kernel_set.initrd,
                                   vagrant.command_line(machine), box.ssh_key, driver)  # fmt: skip
     machines = vagrant.export([entry], workdir / "machines.json")
-    env = vagrant.Environment(netns, [])
     console = Path(entry["console"])
     vm = vagrant.VagrantVm(env, machines, workdir / ".vagrant", name, console)
     started = time.monotonic()
     try:
-        vagrant.vagrant(env, machines, vm.dotfiles, "up", name, "--provider", "libvirt")
+        with vagrant.one_at_a_time(workdir.parent / "vagrant-up.lock"):
+            vagrant.vagrant(env, machines, vm.dotfiles, "up", name, "--provider", "libvirt")
         config = vagrant.vagrant(env, machines, vm.dotfiles, "ssh-config", name)
         target = vagrant.parse_ssh_config(config, name)
         vagrant.check_route(env.ip("route", "get", target.address), target.address)

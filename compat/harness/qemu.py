@@ -123,7 +123,7 @@ class Vm:
                         marker,
                         tail(self.console),
                     )
-            self._check_alive(text)
+            self._check_alive()
             # Whole lines only: the guest may be half-way through writing the marker.
             for line in text.splitlines(keepends=True):
                 if line.startswith(READY_MARKER) and line.endswith("\n"):
@@ -134,7 +134,7 @@ class Vm:
             InfraKind.BOOT_TIMEOUT, f"no {READY_MARKER} within {deadline:.0f} s", tail(self.console)
         )
 
-    def _check_alive(self, text: str) -> None:
+    def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             pipe = self.process.process.stderr
             stderr = pipe.read().decode(errors="replace") if pipe else ""

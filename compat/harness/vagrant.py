@@ -3,19 +3,25 @@
 libvirt's management network is 192.168.121.0/24; outside a namespace that route would leave the
 machine. So the harness makes a namespace, starts virtlogd and libvirtd inside it when they are not
 running (there is no systemd), and joins it before it speaks SSH; every connection first checks that the
-route to the guest goes through a libvirt bridge. Teardown removes the domains, the volumes, the daemons
-it started and the namespace. The machines come from the same matrix as the QEMU backend, exported as
-JSON for the top-level Vagrantfile.
+route to the guest goes through a libvirt bridge. The namespace is named after the run (kcompat-<pid>),
+and so are the run's domains, volumes and kernel copies, so that teardown removes this run's and those of
+a run that died, never those of a run still going on; then the daemons it started and the namespace. The
+box's volume is shared by every run and goes with the last one. The machines come from the same matrix
+as the QEMU backend, exported as JSON for the top-level Vagrantfile.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +32,11 @@ from compat.proc import run
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 LIBVIRT_SOCKET = Path("/var/run/libvirt/libvirt-sock")
-IMAGES = Path("/var/lib/libvirt/images/kcompat")  # where libvirt's qemu user can read kernels
-NETNS_FILE = "netns"  # in the reports' vms dir: the namespace this run made
+# Where libvirt's qemu user can read the kernels: a directory per run.
+IMAGES = Path("/var/lib/libvirt/images/kcompat")
+RUNS_LOCK = Path("/run/kcompat-vagrant.lock")  # every run holds it shared while it lasts
+RUN_NAME = re.compile(r"kcompat-(\d+)-")  # a run's netns, and the prefix of its domains and volumes
+BOX_VOLUME = "_vagrant_box_image_"  # vagrant-libvirt's name for a box's volume, shared by the runs
 
 
 class VagrantError(CompatError):
@@ -56,8 +65,18 @@ def usable() -> str:
 
 @dataclass
 class Environment:
-    netns: str
+    netns: str  # kcompat-<pid of the run's pytest controller>
     started: list[int]  # daemons this run started, to stop at teardown
+    runs_lock: int | None = None  # the controller's descriptor of RUNS_LOCK
+
+    @property
+    def prefix(self) -> str:
+        """Of this run's domains and volumes (vagrant-libvirt's default_prefix)."""
+        return f"{self.netns}-"
+
+    @property
+    def images(self) -> Path:
+        return IMAGES / self.netns
 
     def ip(self, *args: str) -> str:
         return run(["ip", "-n", self.netns, *args], capture=True).stdout
@@ -73,9 +92,11 @@ def _pid(path: str) -> int | None:
 
 
 def start(netns: str) -> Environment:
+    runs_lock = os.open(RUNS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(runs_lock, fcntl.LOCK_SH)  # waits while a last run removes the box volumes
     run(["ip", "netns", "add", netns])
     run(["ip", "-n", netns, "link", "set", "lo", "up"])
-    env = Environment(netns, [])
+    env = Environment(netns, [], runs_lock)
     for daemon, pidfile in (("virtlogd", "/run/virtlogd.pid"), ("libvirtd", "/run/libvirtd.pid")):
         if _pid(pidfile) is None:
             run(["ip", "netns", "exec", netns, daemon, "-d"])
@@ -91,28 +112,18 @@ def start(netns: str) -> Environment:
     return env
 
 
-def stop(env: Environment, box: str | None = None) -> None:
-    """Domains and volumes of this run, the daemons it started, and the namespace."""
-    domains = run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture=True, check=False
-    ).stdout
-    for domain in domains.split():
-        if domain.startswith("kcompat"):
-            run(["virsh", "-c", "qemu:///system", "destroy", domain], check=False, capture=True)
-            run(
-                ["virsh", "-c", "qemu:///system", "undefine", domain, "--remove-all-storage"],
-                check=False,
-                capture=True,
-            )
-    volumes = run(["virsh", "-c", "qemu:///system", "vol-list", "default"], capture=True, check=False).stdout
-    for line in volumes.splitlines()[2:]:
-        name = line.split()[0] if line.split() else ""
-        if name.startswith("kcompat"):
-            run(
-                ["virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", name],
-                check=False,
-                capture=True,
-            )
+def stop(env: Environment) -> None:
+    """Domains and volumes of this run (or of a dead one), the daemons it started, and the namespace."""
+    last = _last_run(env)
+    domains = _virsh("list", "--all", "--name").split()
+    for domain in filter(lambda name: _removable(name, env), domains):
+        _virsh("destroy", domain)
+        _virsh("undefine", domain, "--remove-all-storage")
+    volumes = [line.split()[0] for line in _virsh("vol-list", "default").splitlines()[2:] if line.split()]
+    for volume in volumes:
+        shared_box = last and volume.startswith("kcompat-") and BOX_VOLUME in volume
+        if _removable(volume, env) or shared_box:
+            _virsh("vol-delete", "--pool", "default", volume)
     for pid in reversed(env.started):
         try:
             os.kill(pid, signal.SIGTERM)
@@ -120,7 +131,44 @@ def stop(env: Environment, box: str | None = None) -> None:
             pass
     time.sleep(0.5)
     run(["ip", "netns", "del", env.netns], check=False)
-    shutil.rmtree(IMAGES, ignore_errors=True)
+    shutil.rmtree(env.images, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        IMAGES.rmdir()  # when no other run has kernels in it
+    if env.runs_lock is not None:
+        os.close(env.runs_lock)
+
+
+def _virsh(*args: str) -> str:
+    return run(["virsh", "-c", "qemu:///system", *args], capture=True, check=False).stdout
+
+
+def _removable(name: str, env: Environment) -> bool:
+    """This run's, or a run's whose controller is gone (it crashed before its teardown)."""
+    if name.startswith(env.prefix):
+        return True
+    owner = RUN_NAME.match(name)
+    return owner is not None and not _alive(int(owner.group(1)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive
+    return True
+
+
+def _last_run(env: Environment) -> bool:
+    """Whether no other run holds RUNS_LOCK: then the box volumes, shared by the runs, may go."""
+    if env.runs_lock is None:
+        return False
+    try:
+        fcntl.flock(env.runs_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def join(netns: str) -> None:
@@ -143,19 +191,26 @@ def machine_name(cell_id: str) -> str:
 
 
 def machine_entry(
-    name: str, box: str, kernel: Path, initrd: Path, cmdline: str, ssh_key: Path, driver: str
+    env: Environment,
+    name: str,
+    box: str,
+    kernel: Path,
+    initrd: Path,
+    cmdline: str,
+    ssh_key: Path,
+    driver: str,
 ) -> dict[str, str]:
     """One machine for the Vagrantfile. Kernels are copied where libvirt's qemu user may read them."""
-    IMAGES.mkdir(parents=True, exist_ok=True)
+    env.images.mkdir(parents=True, exist_ok=True)
     copies = {}
     for label, source in (("kernel", kernel), ("initrd", initrd)):
-        target = IMAGES / f"{name}-{label}"
+        target = env.images / f"{name}-{label}"
         shutil.copyfile(source, target)
         target.chmod(0o644)
         copies[label] = str(target)
-    return {"name": name, "box": box, "kernel": copies["kernel"], "initrd": copies["initrd"],
-            "cmdline": cmdline, "ssh_key": str(ssh_key), "driver": driver,
-            "console": str(IMAGES / f"{name}-console.log")}  # fmt: skip
+    return {"name": name, "prefix": env.prefix, "box": box, "kernel": copies["kernel"],
+            "initrd": copies["initrd"], "cmdline": cmdline, "ssh_key": str(ssh_key), "driver": driver,
+            "console": str(env.images / f"{name}-console.log")}  # fmt: skip
 
 
 def export(machines: list[dict[str, str]], path: Path) -> Path:
@@ -174,6 +229,16 @@ def vagrant(env: Environment, machines_json: Path, dotfiles: Path, *args: str, c
         ["ip", "netns", "exec", env.netns, "vagrant", *args], capture=True, check=check, env=environment
     )
     return done.stdout
+
+
+@contextlib.contextmanager
+def one_at_a_time(lock: Path) -> Iterator[None]:
+    """One `vagrant up` of the run at a time. Two at once share the machine's cores while the guests
+    boot under TCG, and vagrant-libvirt guards the box's volume and the management network with a
+    lock of its process only; the tests of the cells still run side by side."""
+    with lock.open("w") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        yield  # the lock goes with the file
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ DEBIAN_SUITES = frozenset(
     }
 )  # fmt: skip
 
+# A Debian package name (Policy 5.6.1): two or more of a-z 0-9 + - ., starting with a letter or digit.
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
 # apt's messages are parsed below, so they must not be translated.
 _APT_ENV = {"LC_ALL": "C"}
 _SIGNATURE_TROUBLE = re.compile(r"NO_PUBKEY|EXPKEYSIG|KEYEXPIRED|is not signed|BADSIG")

@@ -23,7 +23,6 @@ from compat.proc import run
 
 log = logging.getLogger(__name__)
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: the initramfs has no libc
-DEFAULT_KERNELS = ("5.10", "6.1", "6.12", "7.x")
 
 
 class BuildError(CompatError):
@@ -113,7 +112,8 @@ def build_all(kernel_specs: Sequence[str], cache: Cache | None = None, rebuild: 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m compat.images", description=__doc__)
     parser.add_argument(
-        "--kernels", default=",".join(DEFAULT_KERNELS), help="ids, .deb files or directories, comma-separated"
+        "--kernels",
+        help="ids, .deb files or directories, comma-separated (default: every kernel of vm-images/kernels.json)",
     )
     parser.add_argument("--rebuild", action="store_true", help="build again even what the cache has")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -123,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
-        images = build_all([spec for spec in args.kernels.split(",") if spec], rebuild=args.rebuild)
+        given = args.kernels.split(",") if args.kernels is not None else kernel_catalogue.load_catalogue().ids
+        specs = [spec for spec in given if spec]
+        images = build_all(specs, rebuild=args.rebuild)
     except (CompatError, kernel_catalogue.KernelError) as exc:
         print(f"images: error: {exc}", file=sys.stderr)
         return 1

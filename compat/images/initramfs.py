@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compat.errors import CompatError
+from compat.paths import VM_IMAGES
 
 # What the guest needs before its root disk is mounted; dependencies come from modules.dep.
 WANTED = ("virtio_pci", "virtio_blk", "virtio_rng", "virtio_net")
-INIT = Path(__file__).resolve().parents[2] / "vm-images" / "init" / "initramfs-init"
+INIT = VM_IMAGES / "init" / "initramfs-init"
 
 
 class ModuleError(CompatError):

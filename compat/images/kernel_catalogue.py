@@ -3,7 +3,9 @@
     vm-images/kernels.json       the catalogue: id -> Debian suite and how to find its cloud kernel
     vm-images/kernels.lock.json  per id: suite, kernel release, every package (name, version, .deb, sha256)
 
-Both are read and validated here (one clear error per bad field); the lock is also written here.
+Both are read and validated here (one clear error per bad field, read with runtime/jsonfields.py); the
+lock is also written here. The kernel ids of the catalogue are the project's kernel list: the full
+matrix, `python3 -m compat.images` and the boot benchmark take theirs from it.
 Resolving and downloading what the lock names is kernel_download.py's job.
 """
 
@@ -11,13 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from compat.errors import CompatError
+from compat.images.apt import PACKAGE_NAME
+from compat.paths import VM_IMAGES
+from runtime.jsonfields import INTEGER, LIST, OBJECT, STRING, Field, Wording
 
-VM_IMAGES = Path(__file__).resolve().parents[2] / "vm-images"
 CATALOGUE_PATH = VM_IMAGES / "kernels.json"
 LOCK_PATH = VM_IMAGES / "kernels.lock.json"
 LOCK_FORMAT = 1
@@ -70,25 +74,38 @@ class Catalogue:
         )
 
 
-def _want(data: Mapping[str, object], name: str, kind: type, where: str) -> object:
-    value = data.get(name)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise KernelError(f"{where}: {name!r} must be of type {kind.__name__}, got {value!r}")
-    return value
+_TYPE_NAMES = {STRING: "str", INTEGER: "int", LIST: "list"}
 
 
-def _text(data: Mapping[str, object], name: str, where: str) -> str:
-    value = _want(data, name, str, where)
-    assert isinstance(value, str)
-    if not value:
-        raise KernelError(f"{where}: {name!r} is empty")
-    return value
+class _CatalogueWording(Wording):
+    """`vm-images/kernels.json: 6.1: 'suite' must be of type str, got None`."""
+
+    def wrong(self, field: Field, expected: str) -> KernelError:
+        if expected == OBJECT:
+            where = field.label if field.key is None else f"{field.label}: {field.key}"
+            return KernelError(f"{where}: expected a JSON object, got {type(field.value).__name__}")
+        kind = _TYPE_NAMES.get(expected, expected)
+        return KernelError(f"{field.label}: {field.key!r} must be of type {kind}, got {field.value!r}")
+
+    def missing(self, field: Field) -> KernelError:
+        return KernelError(f"{field.label}: {field.key!r} is missing")
+
+    def empty(self, field: Field) -> KernelError:
+        return KernelError(f"{field.label}: {field.key!r} is empty")
 
 
-def _mapping(value: object, where: str) -> Mapping[str, object]:
-    if not isinstance(value, dict):
-        raise KernelError(f"{where}: expected a JSON object, got {type(value).__name__}")
-    return value
+_WORDING = _CatalogueWording()
+
+
+def _fields(value: object, where: str) -> Field:
+    """value, an object, as the Field labelled where."""
+    found = Field(value, _WORDING, where)
+    found.mapping()
+    return found
+
+
+def _text(fields: Field, name: str) -> str:
+    return fields.get(name).string(empty_ok=False)
 
 
 def _read_json(path: Path, hint: str) -> object:
@@ -101,18 +118,18 @@ def _read_json(path: Path, hint: str) -> object:
 
 
 def parse_catalogue(data: object, where: str = "catalogue") -> Catalogue:
-    top = _mapping(data, where)
-    arch, flavour = _text(top, "arch", where), _text(top, "flavour", where)
+    top = _fields(data, where)
+    arch, flavour = _text(top, "arch"), _text(top, "flavour")
     entries = []
-    for kernel_id, raw in _mapping(top.get("kernels"), f"{where}: kernels").items():
-        fields = _mapping(raw, f"{where}: {kernel_id}")
-        release_re = _text(fields, "release_re", f"{where}: {kernel_id}")
+    for kernel_id, raw in top.get("kernels").mapping().items():
+        fields = _fields(raw, f"{where}: {kernel_id}")
+        release_re = _text(fields, "release_re")
         try:
             re.compile(release_re)
         except re.error as exc:
             raise KernelError(f"{where}: {kernel_id}: bad release_re {release_re!r}: {exc}") from exc
-        note = fields.get("note", "")
-        suite = _text(fields, "suite", f"{where}: {kernel_id}")
+        note = fields.mapping().get("note", "")
+        suite = _text(fields, "suite")
         entries.append(CatalogueEntry(kernel_id, suite, release_re, arch, flavour, str(note)))
     if not entries:
         raise KernelError(f"{where}: no kernels")
@@ -125,7 +142,6 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
 
 # --- the lock file ---------------------------------------------------------------------------
 
-_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -163,12 +179,11 @@ class Lock:
 
 
 def _package(raw: object, where: str) -> LockedPackage:
-    fields = _mapping(raw, where)
-    name, version, deb = (_text(fields, k, where) for k in ("name", "version", "deb"))
-    sha256 = _text(fields, "sha256", where)
-    size = _want(fields, "size", int, where)
-    assert isinstance(size, int)
-    if not _PACKAGE_NAME.fullmatch(name):
+    fields = _fields(raw, where)
+    name, version, deb = (_text(fields, k) for k in ("name", "version", "deb"))
+    sha256 = _text(fields, "sha256")
+    size = fields.get("size").integer()
+    if not PACKAGE_NAME.fullmatch(name):
         raise KernelError(f"{where}: {name!r} is not a Debian package name")
     if not _SHA256.fullmatch(sha256):
         raise KernelError(f"{where}: sha256 of {name} must be 64 lower-case hex digits")
@@ -178,23 +193,22 @@ def _package(raw: object, where: str) -> LockedPackage:
 
 
 def parse_lock(data: object, where: str = "lock") -> Lock:
-    top = _mapping(data, where)
-    if top.get("format") != LOCK_FORMAT:
-        raise KernelError(f"{where}: format {top.get('format')!r} is not {LOCK_FORMAT}")
+    top = _fields(data, where)
+    if top.get("format").value != LOCK_FORMAT:
+        raise KernelError(f"{where}: format {top.get('format').value!r} is not {LOCK_FORMAT}")
     entries = []
-    for kernel_id, raw in _mapping(top.get("kernels"), f"{where}: kernels").items():
+    for kernel_id, raw in top.get("kernels").mapping().items():
         here = f"{where}: {kernel_id}"
-        fields = _mapping(raw, here)
-        suite, release = _text(fields, "suite", here), _text(fields, "release", here)
+        fields = _fields(raw, here)
+        suite, release = _text(fields, "suite"), _text(fields, "release")
         if "/" in release:
             raise KernelError(f"{here}: release {release!r} contains '/'")
-        packages = _want(fields, "packages", list, here)
-        assert isinstance(packages, list)
+        packages = fields.get("packages").array()
         if not packages:
             raise KernelError(f"{here}: no packages")
         parsed = tuple(_package(p, f"{here}: package {i + 1}") for i, p in enumerate(packages))
         entries.append(LockEntry(kernel_id, suite, release, parsed))
-    return Lock(_text(top, "arch", where), tuple(entries))
+    return Lock(_text(top, "arch"), tuple(entries))
 
 
 def lock_entry_json(entry: LockEntry) -> dict[str, object]:

@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from compat.errors import CompatError
-from compat.images.apt import DEFAULT_KEYRING, AptSource, host_mirror
+from compat.images.apt import DEFAULT_KEYRING, PACKAGE_NAME, AptSource, host_mirror
 from compat.images.cache import Cache, file_digest, key
+from compat.paths import VM_IMAGES
 from compat.proc import CommandError, run, tail
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "vm-images" / "rootfs.json"
-GUEST_INIT = REPO / "vm-images" / "init" / "guest-init"
+RECIPE = VM_IMAGES / "rootfs.json"
+GUEST_INIT = VM_IMAGES / "init" / "guest-init"
 
 # Bump when the code changes what a tree, or an image, contains for the same recipe.
 TREE_FORMAT = 1
@@ -70,7 +70,6 @@ _RECIPE_FIELDS = frozenset(
     {"comment", "suite", "variant", "arch", "packages", "hostname", "label", "sshd", "users"}
 )
 _USER_FIELDS = frozenset({"name", "uid", "shell", "authorized_keys"})
-_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _NAME = re.compile(r"[a-z_][a-z0-9_-]*")
 _WORD = re.compile(r"[A-Za-z0-9._-]+")
 _SSHD_KEYWORD = re.compile(r"[A-Za-z]+")
@@ -180,7 +179,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
         suite=_field(data, "suite", str, _WORD),
         variant=_field(data, "variant", str, _WORD),
         arch=_field(data, "arch", str, _WORD),
-        packages=_strings(data, "packages", _PACKAGE),
+        packages=_strings(data, "packages", PACKAGE_NAME),
         hostname=_field(data, "hostname", str, _NAME),
         label=label,
         sshd=_sshd_settings(data),

@@ -91,5 +91,7 @@ class Results:
 
 
 def present(value: FeatureValue) -> bool:
-    """A feature value that says "there": true or a layout word; false, null, "" and "none" do not."""
+    """A feature value that says "there": true or a layout word; false, null, "" and "none" do not.
+
+    The one definition of absent: the status, `compat qualify`'s lost and gained, and the compat tests use it."""
     return value is not None and value is not False and value not in ("", "none")

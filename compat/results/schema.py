@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,6 +25,7 @@ from compat.results.model import (
     Results,
 )
 from compat.results.text import short_json
+from runtime.jsonfields import NUMBER, Field, Wording
 
 SCHEMA = 1
 SUITE_VERSION = "0.1.0"
@@ -57,21 +57,21 @@ def loads(text: str) -> Results:
 
 def parse(data: object) -> Results:
     """Check a decoded document against SCHEMA. Keys the schema does not name are ignored."""
-    top = _object(data, "the document")
-    schema = _get(top, "schema", "")
+    top = Field(data, _WORDING, "the document")
+    schema = top.member("schema").value
     if type(schema) is not int or schema != SCHEMA:
         raise ReportError(f"schema: {short_json(schema)} is not supported; this reads schema {SCHEMA}")
-    started = _string(top, "started", "")
+    started = top.member("started").string(empty_ok=False)
     try:
         datetime.fromisoformat(started)
     except ValueError:
         raise ReportError(f"started: {started!r} is not an ISO 8601 time") from None
     return Results(
-        suite_version=_string(top, "suite_version", ""),
+        suite_version=top.member("suite_version").string(empty_ok=False),
         started=started,
-        duration_seconds=_seconds(top, "duration_seconds", ""),
-        accel=_string(top, "accel", ""),
-        cells=_cells(_get(top, "cells", "")),
+        duration_seconds=top.member("duration_seconds").number(),
+        accel=top.member("accel").string(empty_ok=False),
+        cells=_cells(top.member("cells")),
     )
 
 
@@ -118,14 +118,13 @@ def case_document(case: Case) -> dict[str, object]:
     }
 
 
-def _cells(value: object) -> tuple[Cell, ...]:
+def _cells(found: Field) -> tuple[Cell, ...]:
     cells: list[Cell] = []
     seen: set[str] = set()
-    for index, item in enumerate(_list(value, "cells")):
-        where = f"cells[{index}]"
-        cell = parse_cell(item, where)
+    for item in found.items():
+        cell = _labelled(item)
         if cell.id in seen:
-            raise ReportError(f"{where}.id: {cell.id!r} is used by an earlier cell")
+            raise ReportError(f"{item.path}.id: {cell.id!r} is used by an earlier cell")
         seen.add(cell.id)
         cells.append(cell)
     return tuple(cells)
@@ -133,42 +132,44 @@ def _cells(value: object) -> tuple[Cell, ...]:
 
 def parse_cell(value: object, where: str) -> Cell:
     """Check one cell document; a ReportError names the field and, when it has one, the cell's id."""
-    obj = _object(value, where)
-    label = obj.get("id")
+    return _labelled(Field(value, _WORDING, path=where))
+
+
+def _labelled(found: Field) -> Cell:
+    label = found.mapping().get("id")
     try:
-        return _cell(obj, where)
+        return _cell(found)
     except ReportError as exc:
         raise ReportError(f"{exc} (cell {label})" if isinstance(label, str) else str(exc)) from None
 
 
-def _cell(obj: Mapping[str, object], where: str) -> Cell:
-    cell_id = _string(obj, "id", where)
+def _cell(obj: Field) -> Cell:
+    id_field = obj.member("id")
+    cell_id = id_field.string(empty_ok=False)
     if not _CELL_ID.fullmatch(cell_id):
-        raise ReportError(f"{where}.id: {cell_id!r} cannot name a file (letters, digits and . _ + -)")
-    console_log = _string(obj, "console_log", where, empty_ok=True)
+        raise ReportError(f"{id_field.path}: {cell_id!r} cannot name a file (letters, digits and . _ + -)")
+    log_field = obj.member("console_log")
+    console_log = log_field.string()
     if console_log.startswith("/") or ".." in console_log.split("/"):
-        raise ReportError(f"{where}.console_log: {console_log!r} is not relative to the results directory")
-    infra_value = _get(obj, "infra_error", where)
-    infra = None if infra_value is None else _infra(infra_value, f"{where}.infra_error")
-    boot_value = _get(obj, "boot_seconds", where)
-    features = _features(obj, "features", where)
-    expected = _features(obj, "expected", where)
+        raise ReportError(f"{log_field.path}: {console_log!r} is not relative to the results directory")
+    infra_field = obj.member("infra_error")
+    infra = None if infra_field.value is None else _infra(infra_field)
+    boot = obj.member("boot_seconds")
+    features = _features(obj.member("features"))
+    expected = _features(obj.member("expected"))
     # A cell whose VM never came up has measured nothing: its features may be empty.
     if not (infra is not None and not features):
-        _same_keys(features, expected, where)
-    tests = tuple(
-        _case(item, f"{where}.tests[{i}]")
-        for i, item in enumerate(_list(_get(obj, "tests", where), f"{where}.tests"))
-    )
-    _check_tests(tests, expected, where)
+        _same_keys(features, expected, obj.path)
+    tests = tuple(_case(item) for item in obj.member("tests").items())
+    _check_tests(tests, expected, obj.path)
     return Cell(
         id=cell_id,
-        kernel=_string(obj, "kernel", where),
+        kernel=obj.member("kernel").string(empty_ok=False),
         # Empty when the VM never came up far enough to tell.
-        release=_string(obj, "release", where, empty_ok=True),
-        package=_string(obj, "package", where, empty_ok=True),
-        flavour=_string(obj, "flavour", where),
-        boot_seconds=None if boot_value is None else _seconds(obj, "boot_seconds", where),
+        release=obj.member("release").string(),
+        package=obj.member("package").string(),
+        flavour=obj.member("flavour").string(empty_ok=False),
+        boot_seconds=None if boot.value is None else boot.number(),
         console_log=console_log,
         infra_error=infra,
         features=features,
@@ -198,81 +199,59 @@ def _check_tests(tests: tuple[Case, ...], expected: Mapping[str, FeatureValue], 
         keys.add(case.key)
 
 
-def _infra(value: object, where: str) -> InfraError:
-    obj = _object(value, where)
+def _infra(obj: Field) -> InfraError:
     return InfraError(
-        kind=_choice(InfraKind, obj, "kind", where),
-        message=_string(obj, "message", where),
-        console_tail=_string(obj, "console_tail", where, empty_ok=True),
+        kind=_choice(InfraKind, obj.member("kind")),
+        message=obj.member("message").string(empty_ok=False),
+        console_tail=obj.member("console_tail").string(),
     )
 
 
-def _case(value: object, where: str) -> Case:
-    obj = _object(value, where)
+def _case(obj: Field) -> Case:
     return Case(
-        name=_string(obj, "name", where),
-        group=_string(obj, "group", where),
-        outcome=_choice(Outcome, obj, "outcome", where),
-        duration_seconds=_seconds(obj, "duration_seconds", where),
-        message=_string(obj, "message", where, empty_ok=True) if "message" in obj else "",
+        name=obj.member("name").string(empty_ok=False),
+        group=obj.member("group").string(empty_ok=False),
+        outcome=_choice(Outcome, obj.member("outcome")),
+        duration_seconds=obj.member("duration_seconds").number(),
+        message=obj.member("message").string() if "message" in obj.mapping() else "",
     )
 
 
-def _features(obj: Mapping[str, object], key: str, where: str) -> dict[str, FeatureValue]:
-    path = _path(where, key)
+def _features(found: Field) -> dict[str, FeatureValue]:
     values: dict[str, FeatureValue] = {}
-    for name, value in _object(_get(obj, key, where), path).items():
+    for name, value in found.mapping().items():
         if not name:
-            raise ReportError(f"{path}: an empty feature key")
+            raise ReportError(f"{found.path}: an empty feature key")
         if value is None or isinstance(value, str | bool):
             values[name] = value
             continue
-        raise ReportError(f'{path}["{name}"]: expected a string, a boolean or null, got {short_json(value)}')
+        raise ReportError(
+            f'{found.path}["{name}"]: expected a string, a boolean or null, got {short_json(value)}'
+        )
     return values
 
 
-def _path(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+class _ResultsWording(Wording):
+    """`cells[0].tests[1].name: expected a string, got 3`: the field's path, or the document's label."""
+
+    def wrong(self, field: Field, expected: str) -> ReportError:
+        said = "seconds (a number >= 0)" if expected == NUMBER else expected
+        return ReportError(f"{field.path or field.label}: expected {said}, got {short_json(field.value)}")
+
+    def missing(self, field: Field) -> ReportError:
+        return ReportError(f"{field.path or field.label}: missing")
+
+    def empty(self, field: Field) -> ReportError:
+        return ReportError(f"{field.path or field.label}: empty")
 
 
-def _get(obj: Mapping[str, object], key: str, where: str) -> object:
-    if key not in obj:
-        raise ReportError(f"{_path(where, key)}: missing")
-    return obj[key]
+_WORDING = _ResultsWording()
 
 
-def _object(value: object, where: str) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise ReportError(f"{where}: expected an object, got {short_json(value)}")
-    return value
-
-
-def _list(value: object, where: str) -> list[object]:
-    if not isinstance(value, list):
-        raise ReportError(f"{where}: expected a list, got {short_json(value)}")
-    return value
-
-
-def _string(obj: Mapping[str, object], key: str, where: str, *, empty_ok: bool = False) -> str:
-    value = _get(obj, key, where)
-    if not isinstance(value, str):
-        raise ReportError(f"{_path(where, key)}: expected a string, got {short_json(value)}")
-    if not value and not empty_ok:
-        raise ReportError(f"{_path(where, key)}: empty")
-    return value
-
-
-def _seconds(obj: Mapping[str, object], key: str, where: str) -> float:
-    value = _get(obj, key, where)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ReportError(f"{_path(where, key)}: expected seconds (a number >= 0), got {short_json(value)}")
-    return float(value)
-
-
-def _choice(kind: type[_E], obj: Mapping[str, object], key: str, where: str) -> _E:
-    value = _string(obj, key, where)
+def _choice(kind: type[_E], found: Field) -> _E:
+    value = found.string(empty_ok=False)
     try:
         return kind(value)
     except ValueError:
         known = ", ".join(repr(member.value) for member in kind)
-        raise ReportError(f"{_path(where, key)}: {value!r} is not one of {known}") from None
+        raise ReportError(f"{found.path}: {value!r} is not one of {known}") from None

@@ -117,8 +117,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """All of a cell's tests go to one worker, which boots that cell's VM once (not loadgroup: see
-    DESIGN.md on pytest 9.2 with xdist 3.8)."""
+    """All of a cell's tests go to one worker, which boots that cell's VM once (not loadgroup: pytest
+    9.2 with pytest-xdist 3.8 breaks `--dist loadgroup`, xdist #1386)."""
     from xdist.scheduler import LoadScopeScheduling
 
     cells = sorted((cell.id for cell in selected_cells(config)), key=len, reverse=True)

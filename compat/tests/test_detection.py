@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from compat.harness.guest import Guest
-
-ABSENT_VALUES = (False, None, "none")
+from compat.results.model import present
 
 
 def test_feature_is_as_expected(guest: Guest, feature: str, absent: Callable[[], None]) -> None:
@@ -14,7 +13,7 @@ def test_feature_is_as_expected(guest: Guest, feature: str, absent: Callable[[],
     assert got == want, (
         f"{feature}: runtime check says {got!r}, {guest.cell.id} ({guest.release}) should show {want!r}"
     )
-    if want in ABSENT_VALUES:
+    if not present(want):
         absent()
 
 

@@ -31,8 +31,10 @@ if TYPE_CHECKING:  # kconfig pulls in tarfile; `runtime run` never needs it on i
     from runtime.features.kconfig import KernelConfig
 
 V1_ONLY_OPTIONS = {"memory": "MEMCG_V1", "cpuset": "CPUSETS_V1"}
+# The v2 files the runtime uses, with the first Linux that has each (fromconfig and compat's matrix
+# read them here); the memory files also need the memory controller in the v2 hierarchy.
 CORE_FILES = {"cgroup.kill": (5, 14), "cgroup.freeze": (5, 2)}
-MEMORY_FILES = {"memory.peak": "5.19", "memory.oom.group": "4.19"}
+MEMORY_FILES = {"memory.peak": (5, 19), "memory.oom.group": (4, 19)}
 V2_HINT = (
     "boot with cgroup v2: mount only cgroup2 on /sys/fs/cgroup (systemd: systemd.unified_cgroup_hierarchy=1)"
 )
@@ -54,7 +56,7 @@ def detect(root: Sysroot, kernel: KernelVersion, config: KernelConfig | None, eu
         mode=mode,
         v2_mount=found.v2_mount,
         controllers=where,
-        extras=detect_extras(root, kernel, mode, found.v2_mount, where, euid),
+        extras=detect_extras(root, kernel, found.v2_mount, where, euid),
         finding=_mode_finding(mode, found.v2_mount, where),
     )
 
@@ -164,7 +166,6 @@ def _mode_finding(mode: CgroupMode, v2_mount: str | None, controllers: dict[str,
 def detect_extras(
     root: Sysroot,
     kernel: KernelVersion,
-    mode: CgroupMode,
     v2_mount: str | None,
     controllers: dict[str, Controller],
     euid: int | None,
@@ -223,10 +224,15 @@ def _core_file(
 ) -> Finding:
     if root.exists(f"{where}/{name}"):
         return ok(f"{name} present")
-    version = ".".join(map(str, since))
+    version = dotted(since)
     return missing(
         f"no {name} in {where}: added in Linux {version}, this is {kernel.release}", f"needs Linux {version}+"
     )
+
+
+def dotted(since: tuple[int, int]) -> str:
+    """(5, 14) -> "5.14"."""
+    return ".".join(map(str, since))
 
 
 def _memory_not_in_v2(controllers: dict[str, Controller]) -> Finding | None:
@@ -245,7 +251,9 @@ def _memory_file(root: Sysroot, where: str, name: str) -> Finding:
         )
     if root.exists(f"{where}/{name}"):
         return ok(f"{name} present")
-    return missing(f"{where} has memory files but no {name}", f"{name} needs Linux {MEMORY_FILES[name]}+")
+    return missing(
+        f"{where} has memory files but no {name}", f"{name} needs Linux {dotted(MEMORY_FILES[name])}+"
+    )
 
 
 def _psi(root: Sysroot) -> Finding:

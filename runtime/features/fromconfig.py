@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.features.cgroups import CORE_FILES, MEMORY_FILES, V2_HINT, dotted
 from runtime.features.kconfig import ConfigError, KernelConfig
 from runtime.features.model import (
     CgroupMode,
@@ -26,10 +27,6 @@ from runtime.features.model import (
 )
 from runtime.features.namespaces import CONFIG_OPTION
 from runtime.features.security import SECURITY, SYSCALLS
-
-V2_HINT = (
-    "boot with cgroup v2: mount only cgroup2 on /sys/fs/cgroup (systemd: systemd.unified_cgroup_hierarchy=1)"
-)
 
 
 @dataclass(frozen=True)
@@ -57,13 +54,8 @@ CONTROLLERS = {
     "blkio": ControllerOption("BLK_CGROUP", v2=False),
     "io": ControllerOption("BLK_CGROUP", v1=False),
 }
-EXTRAS_SINCE = {
-    "cgroup.kill": (5, 14),
-    "cgroup.freeze": (5, 2),
-    "memory.peak": (5, 19),
-    "memory.oom.group": (4, 19),
-}
-MEMCG_EXTRAS = {"memory.peak", "memory.oom.group"}
+EXTRAS_SINCE = CORE_FILES | MEMORY_FILES
+MEMCG_EXTRAS = set(MEMORY_FILES)
 RUNTIME_DECIDES = "the running host decides"
 
 
@@ -151,7 +143,7 @@ def _v1_split(config: KernelConfig, name: str, base: str, v1_option: str) -> Fin
 def _extra(config: KernelConfig, version: KernelVersion, name: str, since: tuple[int, int]) -> Finding:
     if name in MEMCG_EXTRAS and not config.built("MEMCG"):
         return missing("no memory controller (CONFIG_MEMCG)", "kernel option CONFIG_MEMCG=y")
-    return _since(version, f"{since[0]}.{since[1]}", name)
+    return _since(version, dotted(since), name)
 
 
 def _psi(config: KernelConfig) -> Finding:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtime.features.model import Finding, disabled, missing, ok, unknown
-from runtime.features.probes import Outcome, Outcomes
+from runtime.features.probes import DROP_STEP, ENTER_USERNS_STEPS, Outcome, Outcomes
 from runtime.linux.constants import NAMESPACE_FLAGS
 from runtime.linux.sysroot import Sysroot
 
@@ -17,7 +17,7 @@ CONFIG_OPTION = {
     "cgroup": "CGROUPS",
     "time": "TIME_NS",
 }
-USERNS_STEPS = {"unshare-userns", "setgroups", "uid_map", "gid_map", "setresuid"}
+USERNS_STEPS = ENTER_USERNS_STEPS | {DROP_STEP}
 
 
 def detect(root: Sysroot, outcomes: Outcomes, euid: int | None, user: Finding) -> dict[str, Finding]:

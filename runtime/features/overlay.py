@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 
 from runtime.features.model import Finding, KernelVersion, Overlay, disabled, missing, ok, unknown
-from runtime.features.probes import Outcome, Outcomes
+from runtime.features.probes import (
+    ENTER_USERNS_STEPS,
+    MAKE_PRIVATE_STEP,
+    MOUNT_TMPFS_STEP,
+    Outcome,
+    Outcomes,
+)
 from runtime.linux.sysroot import Sysroot
 
 _MODULE = re.compile(r"^(\S*fs/overlayfs/overlay\.ko(?:\.\w+)?):", re.MULTILINE)
-USERNS_STEPS = {"unshare-userns", "setgroups", "uid_map", "gid_map", "make-private", "mount-tmpfs"}
+# Before the overlay mount in a user namespace: a failure there means userns, not overlay, is the trouble.
+USERNS_STEPS = ENTER_USERNS_STEPS | {MAKE_PRIVATE_STEP, MOUNT_TMPFS_STEP}
 BLACKLIST_HINT = "remove module_blacklist=overlay from the kernel command line"
 
 

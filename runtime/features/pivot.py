@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from runtime.features.model import PivotRoot, disabled, ok, unknown
-from runtime.features.probes import Outcomes
+from runtime.features.probes import ENTER_USERNS_STEPS, Outcomes
 from runtime.linux import mountinfo
 from runtime.linux.sysroot import Sysroot
 
 INITRAMFS_TYPES = {"rootfs", "ramfs", "tmpfs"}
-USERNS_STEPS = {"unshare-userns", "setgroups", "uid_map", "gid_map"}
+USERNS_STEPS = ENTER_USERNS_STEPS
 
 
 def detect(root: Sysroot, outcomes: Outcomes) -> PivotRoot:

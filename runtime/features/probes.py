@@ -24,6 +24,15 @@ from runtime.linux import libc
 UNPRIVILEGED_UID = 65534  # the overflow uid ("nobody"): exists on every Linux system
 CHILD_DEADLINE = 5.0
 
+# The steps an Outcome names when it failed, as detection (userns, namespaces, overlay, pivot) reads them.
+DROP_STEP = "setresuid"  # becoming UNPRIVILEGED_UID, before a probe as an unprivileged user
+UNSHARE_USERNS_STEP = "unshare-userns"
+SETGROUPS_STEP, UID_MAP_STEP, GID_MAP_STEP = "setgroups", "uid_map", "gid_map"  # mapping ourselves in
+MAP_STEPS = frozenset({SETGROUPS_STEP, UID_MAP_STEP, GID_MAP_STEP})
+ENTER_USERNS_STEPS = MAP_STEPS | {UNSHARE_USERNS_STEP}  # a failure here: user namespaces are unusable
+USE_STEP = "use"  # the userns probe's last step: a mount inside the new namespace
+MAKE_PRIVATE_STEP, MOUNT_TMPFS_STEP = "make-private", "mount-tmpfs"  # a private scratch tmpfs
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -117,7 +126,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _drop_to(uid: int) -> None:
-    with step("setresuid"):
+    with step(DROP_STEP):
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -127,13 +136,13 @@ def _enter_userns(extra_flags: int = 0) -> None:
     outer_uid, outer_gid = os.geteuid(), os.getegid()
     # A uid change from root clears "dumpable", which makes /proc/self/uid_map unwritable.
     libc.prctl(c.PR_SET_DUMPABLE, 1)
-    with step("unshare-userns"):
+    with step(UNSHARE_USERNS_STEP):
         libc.unshare(c.CLONE_NEWUSER | extra_flags)
-    with step("setgroups"):
+    with step(SETGROUPS_STEP):
         _write("/proc/self/setgroups", "deny")
-    with step("uid_map"):
+    with step(UID_MAP_STEP):
         _write("/proc/self/uid_map", f"0 {outer_uid} 1")
-    with step("gid_map"):
+    with step(GID_MAP_STEP):
         _write("/proc/self/gid_map", f"0 {outer_gid} 1")
 
 
@@ -144,12 +153,12 @@ def _private_mounts(in_userns: bool = False) -> None:
     else:
         with step("unshare-mnt"):
             libc.unshare(c.CLONE_NEWNS)
-    with step("make-private"):
+    with step(MAKE_PRIVATE_STEP):
         libc.mount(None, "/", None, c.MS_REC | c.MS_PRIVATE)
 
 
 def _scratch_tmpfs(where: str) -> Path:
-    with step("mount-tmpfs"):
+    with step(MOUNT_TMPFS_STEP):
         libc.mount("probe", where, "tmpfs", 0, "mode=0755")
     base = Path(where)
     for name in ("lower", "upper", "work", "merged"):
@@ -186,7 +195,7 @@ def probe_userns(as_uid: int | None) -> Callable[[], int | None]:
         if as_uid is not None:
             _drop_to(as_uid)
         _enter_userns()
-        with step("use"):
+        with step(USE_STEP):
             libc.unshare(c.CLONE_NEWNS)
             libc.mount("probe", "/tmp", "tmpfs", 0)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from runtime.features.model import Finding, UserNamespaces, disabled, missing, ok, unknown
-from runtime.features.probes import UNPRIVILEGED_UID, Outcome, Outcomes
+from runtime.features.probes import DROP_STEP, MAP_STEPS, UNPRIVILEGED_UID, USE_STEP, Outcome, Outcomes
 from runtime.linux.sysroot import Sysroot
 
 MAX_KNOB = "/proc/sys/user/max_user_namespaces"
 DEBIAN_KNOB = "/proc/sys/kernel/unprivileged_userns_clone"
 APPARMOR_KNOB = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns"
-AFTER_UNSHARE = {"setgroups", "uid_map", "gid_map", "use"}
+AFTER_UNSHARE = MAP_STEPS | {USE_STEP}
 
 
 def detect(root: Sysroot, outcomes: Outcomes, euid: int | None) -> UserNamespaces:
@@ -35,7 +35,7 @@ def verdict(root: Sysroot, outcome: Outcome | None, uid: int | None) -> Finding:
         return unknown("not probed")
     if outcome.ok:
         return ok(f"{who} created one, mapped its uid and mounted inside it")
-    if outcome.step == "setresuid":
+    if outcome.step == DROP_STEP:
         return unknown(f"cannot switch to uid {UNPRIVILEGED_UID} to probe as an unprivileged user")
     if outcome.step in AFTER_UNSHARE:
         return _after_unshare(root, outcome, who)

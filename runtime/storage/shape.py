@@ -1,7 +1,8 @@
 """The JSON of manifests, indexes and configs, checked for the shape the import relies on.
 
 Each accessor names what it reads ("manifest.json: [0].Layers[2]") and refuses the wrong type with
-that name, so a malformed image is a one-line error and never a traceback deep in the import.
+that name, so a malformed image is a one-line error and never a traceback deep in the import. The
+checks and the paths are runtime/jsonfields.py's; the sentences are this module's.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runtime.jsonfields import Field, Wording
 from runtime.storage.archive import BadImage
 
 MAX_DOCUMENT = 16 * 1024 * 1024  # a manifest or config; real ones are kilobytes
@@ -39,50 +41,44 @@ def parse(data: bytes, name: str) -> Any:
         raise BadImage(f"{name} is not JSON: {reason}", MALFORMED) from None
 
 
-class Doc:
-    """A JSON value and where it is, for messages: Doc(value, "manifest.json") then .at(0).get("Config")."""
+class _ImageWording(Wording):
+    def wrong(self, field: Field, expected: str) -> BadImage:
+        return BadImage(f"{_where(field)} is {describe(field.value)}, expected {expected}", MALFORMED)
 
-    __slots__ = ("name", "path", "value")
+    def missing(self, field: Field) -> BadImage:
+        return BadImage(f"{_where(field)} is missing", MALFORMED)
+
+    def empty(self, field: Field) -> BadImage:
+        return self.wrong(field, "a non-empty string")
+
+
+def _where(field: Field) -> str:
+    return f"{field.label}: {field.path}" if field.path else field.label
+
+
+_WORDING = _ImageWording()
+
+
+class Doc(Field):
+    """A JSON value and where it is, for messages: Doc(value, "manifest.json") then .items()[0].get("Config")."""
+
+    __slots__ = ()
 
     def __init__(self, value: Any, name: str, path: str = "") -> None:
-        self.value = value
-        self.name = name
-        self.path = path
+        super().__init__(value, _WORDING, name, path)
 
-    def _where(self) -> str:
-        return f"{self.name}: {self.path}" if self.path else self.name
-
-    def _wrong(self, expected: str) -> BadImage:
-        return BadImage(f"{self._where()} is {describe(self.value)}, expected {expected}", MALFORMED)
-
-    def _child(self, value: Any, step: str) -> Doc:
-        joined = f"{self.path}{step}" if step.startswith("[") or not self.path else f"{self.path}.{step}"
-        return Doc(value, self.name, joined)
-
-    # --- containers ---
-
-    def mapping(self) -> dict[str, Any]:
-        if not isinstance(self.value, dict):
-            raise self._wrong("an object")
-        return self.value
+    @property
+    def name(self) -> str:
+        return self.label
 
     def an_object(self) -> Doc:
         self.mapping()
         return self
 
-    def items(self) -> list[Doc]:
-        if not isinstance(self.value, list):
-            raise self._wrong("a list")
-        return [self._child(item, f"[{index}]") for index, item in enumerate(self.value)]
-
-    def get(self, key: str) -> Doc:
-        """The member key (a Doc of None when absent or null)."""
-        return self._child(self.mapping().get(key), key)
-
     def need(self, key: str) -> Doc:
         found = self.get(key)
         if found.value is None:
-            raise BadImage(f"{found._where()} is missing", MALFORMED)
+            raise _WORDING.missing(found)
         return found
 
     # --- leaves ---
@@ -90,17 +86,7 @@ class Doc:
     def text(self, default: str | None = None) -> str:
         if self.value is None and default is not None:
             return default
-        if not isinstance(self.value, str):
-            raise self._wrong("a string")
-        return self.value
-
-    def count(self) -> int | None:
-        """A size: a non-negative integer, or None when absent."""
-        if self.value is None:
-            return None
-        if isinstance(self.value, bool) or not isinstance(self.value, int) or self.value < 0:
-            raise self._wrong("a non-negative integer")
-        return self.value
+        return self.string()
 
     def texts(self) -> list[str] | None:
         """A list of strings, or None when absent or null."""
@@ -112,4 +98,4 @@ class Doc:
         """An object of strings (annotations), {} when absent."""
         if self.value is None:
             return {}
-        return {key: self._child(value, key).text() for key, value in self.mapping().items()}
+        return {key: self.child(value, key).string() for key, value in self.mapping().items()}

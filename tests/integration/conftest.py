@@ -30,7 +30,7 @@ DEADLINE = 10.0
 
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A busybox root filesystem (see tests/busybox.py).
+    """A busybox root filesystem (see compat/images/busybox.py).
 
     Not under tmp_path_factory's directory: pytest makes /tmp/pytest-of-root mode 0700, which the
     container's root (host uid 100000 in a private user namespace) cannot traverse. tmp_path_factory

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from runtime import gc, state
-from runtime.linux import constants, libc
 from runtime.storage import importer, overlay
 from runtime.storage.store import Store
 
@@ -138,28 +137,6 @@ def test_a_run_starting_while_gc_reads_the_states_keeps_its_root(
     monkeypatch.setattr(state, "load_all", racing)
     assert gc.collect() == []
     assert os.listdir(store.sub("containers")) == ["new1"]
-
-
-def test_a_mount_under_an_orphan_root_is_detached_before_removal(
-    state_root: Path, store: Store, tmp_path: Path
-) -> None:
-    merged = root_of(store, "mounted1") / "merged"
-    merged.mkdir()
-    outside = tmp_path / "must-survive"
-    outside.mkdir()
-    (outside / "file").write_text("kept\n")
-    libc.mount(str(outside), str(merged), None, constants.MS_BIND)
-    try:
-        removed = gc.collect()
-    finally:
-        with open("/proc/self/mountinfo") as file:
-            if str(merged) in file.read():
-                libc.umount(str(merged), constants.MNT_DETACH)
-    assert removed == [
-        "containers/mounted1: a container root no live container owns (0.0 MiB, 1 mount(s) detached)"
-    ]
-    assert (outside / "file").read_text() == "kept\n"  # removed the root, not through the mount
-    assert os.listdir(store.sub("containers")) == []
 
 
 def test_a_running_import_s_directory_is_left_alone_and_a_dead_one_s_removed(

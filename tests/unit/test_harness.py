@@ -3,6 +3,9 @@ decision with fakes, cells, and stale-VM reaping."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,7 +92,7 @@ def test_cells_parse_and_the_matrices_hold_the_required_cells() -> None:
     }
     assert required <= {c.id for c in matrix.select("default")}
     assert any(c.flavour.root is flavours.Root.INITRAMFS for c in matrix.select("default"))
-    assert set(matrix.DEFAULT) <= set(matrix.FULL)
+    assert set(matrix.DEFAULT) <= set(matrix.full())
     with pytest.raises(matrix.MatrixError):
         matrix.parse_cell("6.1")
     with pytest.raises(matrix.MatrixError):
@@ -140,17 +143,33 @@ def test_expectations_follow_the_reference(cell: str, feature: str, value: matri
     assert matrix.expected(parsed, config)[feature] == value
 
 
-def test_stale_vms_are_reaped(tmp_path: Path) -> None:
-    import subprocess
+def _stand_in(tmp_path: Path, program: str, pidfile: Path) -> subprocess.Popen[bytes]:
+    """A live process under the name `program`, its pidfile on its command line as QEMU's -pidfile is."""
+    link = tmp_path / "bin" / program
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(sys.executable)
+    pidfile.parent.mkdir(parents=True)
+    process = subprocess.Popen(
+        [str(link), "-S", "-c", "import time; time.sleep(60)", "-pidfile", str(pidfile)]
+    )
+    pidfile.write_text(str(process.pid))
+    return process
 
-    pidfile = tmp_path / "6.1-v2" / "qemu.pid"
-    pidfile.parent.mkdir()
-    # A stand-in "qemu": reaping checks the command line names its pidfile.
-    sleeper = subprocess.Popen(["sleep", "60", str(pidfile)])
-    pidfile.write_text(str(sleeper.pid))
-    assert reap_stale(tmp_path) == []  # not a qemu: left alone
-    sleeper.kill()
-    sleeper.wait()
+
+def test_a_stale_qemu_is_reaped_and_anything_else_left_alone(tmp_path: Path) -> None:
+    stale_pidfile = tmp_path / "vms" / "6.1-v2" / "qemu.pid"
+    reused_pidfile = tmp_path / "vms" / "6.12-v1" / "qemu.pid"
+    stale = _stand_in(tmp_path, "qemu-system-x86_64", stale_pidfile)
+    reused = _stand_in(tmp_path, "not-qemu", reused_pidfile)  # the pid was reused by something else
+    try:
+        assert reap_stale(tmp_path / "vms") == [stale.pid]
+        assert stale.wait(timeout=10) == -signal.SIGKILL
+        assert reused.poll() is None
+        assert not stale_pidfile.exists() and not reused_pidfile.exists()
+    finally:
+        for process in (stale, reused):
+            process.kill()
+            process.wait()
 
 
 def test_a_half_written_ready_marker_is_not_ready(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""tests/images.py builds what it claims: consistent docker save and OCI images, each corrupt
-variant broken in the one way it names, and malicious layers that really are malicious."""
+"""The test images (tests/images.py, on compat/images/testimage.py) are what they claim: consistent
+docker save and OCI images, each corrupt variant broken in the one way it names, and malicious layers
+that really are malicious."""
 
 from __future__ import annotations
 

@@ -21,8 +21,6 @@ from runtime.linux import constants as c
 from runtime.linux import libc
 from runtime.seccomp import bpf, install, profile
 
-CGROUP2 = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
-
 
 class FakeClone:
     """Stands in for the clone3 binding; raises as its errcheck does, or returns a pid."""
@@ -102,28 +100,6 @@ def test_clone3_refused_by_dockers_seccomp_profile_means_fork() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="makes a cgroup")
-def test_the_child_is_born_in_the_cgroup_with_its_own_tid(tmp_path: Path) -> None:
-    leaf = Path(CGROUP2, f"test-birth-{os.getpid()}")
-    leaf.mkdir()
-    fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        pid = libc.fork_into_cgroup(fd)
-        if pid == 0:
-            code = 1
-            try:
-                inside = Path("/proc/self/cgroup").read_text().splitlines()[-1].endswith(f"/{leaf.name}")
-                code = 0 if inside and libc.glibc_tid_field() is not None else 2
-            finally:
-                os._exit(code)
-        assert pid is not None
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        os.close(fd)
-        leaf.rmdir()
 
 
 # --- the runtime's choice ------------------------------------------------------------------------------

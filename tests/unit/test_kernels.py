@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import lzma
-import os
 import re
 import shutil
 import struct
@@ -531,19 +530,3 @@ def test_fetch_of_a_stale_lock_entry(tmp_path: Path) -> None:
     stale = Lock("amd64", (LockEntry("6.1", "bullseye", "5.10.0-1-cloud-amd64", (package(),)),))
     with pytest.raises(KernelError, match="does not fit the catalogue"):
         kernels.fetch("6.1", Cache(tmp_path), catalogue=CATALOGUE, lock=stale)
-
-
-# --- the real thing (network) ---
-
-
-@pytest.mark.integration
-@pytest.mark.skipif(
-    os.environ.get("KCOMPAT_NETWORK_TESTS") != "1",
-    reason="downloads a Debian kernel: set KCOMPAT_NETWORK_TESTS=1",
-)
-def test_fetch_the_real_6_1_kernel() -> None:
-    tree = kernels.fetch("6.1")
-    assert tree.release.startswith("6.1.")
-    assert tree.vmlinuz.stat().st_size > 1_000_000
-    assert "kernel/drivers/block/virtio_blk.ko:" in tree.modules_dep.read_text()
-    assert tree.config is not None and "CONFIG_OVERLAY_FS=m" in tree.config.read_text()

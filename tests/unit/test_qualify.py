@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -113,8 +112,60 @@ def test_the_report_puts_the_verdict_and_the_diff_first(tmp_path: Path) -> None:
 def test_every_injection_names_a_feature_the_suite_observes() -> None:
     from compat.matrix import FEATURES
 
-    assert len(qualify.INJECTIONS) == 5
     assert all(injection.feature in FEATURES for injection in qualify.INJECTIONS)
-    assert {dataclasses.astuple(i)[0].split("=")[0] for i in qualify.INJECTIONS} == {
-        "cgroup_disable", "sysctl.user.max_user_namespaces", "module_blacklist", "cgroup_no_v1", "psi",
-    }  # fmt: skip
+
+
+def test_the_self_check_counts_an_injection_only_when_its_own_feature_regresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = recorded("clean")
+    missed, *caught = qualify.INJECTIONS
+    monkeypatch.setattr(qualify, "baseline_run", lambda _baseline, _flavours, _out: clean)
+    # Each injected run is told apart by its boot parameter; the comparison flags the injected feature,
+    # except for the first injection, where it flags another one.
+    monkeypatch.setattr(qualify, "run_suite", lambda _kernel, _flavours, _out, append="": append)
+
+    def compare(_before: Results, parameter: str) -> list[qualify.Finding]:
+        injection = next(i for i in qualify.INJECTIONS if i.parameter == parameter)
+        flagged = "psi.other" if injection is missed else injection.feature
+        return [
+            qualify.Finding(
+                qualify.Category.REGRESSION, injection.flavour, "feature", flagged, True, False, ""
+            )
+        ]
+
+    monkeypatch.setattr(qualify, "compare", compare)
+    detected, lines = qualify.self_check("6.1", tmp_path)
+    assert detected == len(caught)
+    assert lines[0] == f"MISSED: {missed.parameter} on {missed.flavour} (flagged: psi.other)"
+    assert lines[1:-1] == [f"detected: {i.parameter} on {i.flavour} (flagged: {i.feature})" for i in caught]
+    assert lines[-1] == f"{len(caught)}/{len(qualify.INJECTIONS)} injected regressions detected"
+
+
+def test_the_suite_without_the_compat_extra_names_the_package_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from compat.errors import CompatError
+    from compat.proc import CommandError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "xdist" else real_find_spec(name, *rest),
+    )
+    started: list[object] = []
+
+    def pytest_without_xdist(argv: list[str], **_options: object) -> None:
+        started.append(argv)  # the suite errors out and writes no results.json
+        raise CommandError(argv, 1, "ERROR compat/tests - ModuleNotFoundError")
+
+    monkeypatch.setattr(qualify, "run", pytest_without_xdist)
+    with pytest.raises(CompatError) as failure:
+        qualify.run_suite("6.1", ("v2",), tmp_path)
+    assert "pytest-xdist" in failure.value.message
+    assert "paramiko" not in failure.value.message  # only what is missing
+    assert failure.value.hint == "pip install 'kcompat[compat]'"
+    assert started == []  # refused before pytest starts

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,8 +76,9 @@ def test_the_export_carries_what_the_qemu_backend_boots(
     machine = Machine(kernel, initrd, tmp_path / "root.img", None, flavours.parse("hybrid"))
     name = vagrant.machine_name("6.1-v2+userns-off")
     assert name == "m-6-1-v2-userns-off"
+    env = vagrant.Environment("kcompat-4242", [])
     entry = vagrant.machine_entry(
-        name, "kcompat-abc", kernel, initrd, vagrant.command_line(machine), tmp_path / "key", "qemu"
+        env, name, "kcompat-abc", kernel, initrd, vagrant.command_line(machine), tmp_path / "key", "qemu"
     )
     exported = json.loads(vagrant.export([entry], tmp_path / "machines.json").read_text())
     assert exported[0]["cmdline"].endswith(
@@ -80,4 +86,109 @@ def test_the_export_carries_what_the_qemu_backend_boots(
     )
     assert Path(exported[0]["kernel"]).read_bytes() == b"kernel"  # copied where libvirt's qemu user can read
     assert exported[0]["box"] == "kcompat-abc"
-    assert exported[0]["console"].endswith("m-6-1-v2-userns-off-console.log")
+    assert exported[0]["console"].endswith("kcompat-4242/m-6-1-v2-userns-off-console.log")
+    assert exported[0]["prefix"] == "kcompat-4242-"  # the Vagrantfile's default_prefix: this run's names
+
+
+class FakeVirsh:
+    """virsh with a list of domains and volumes; records what the harness removes."""
+
+    def __init__(self, domains: list[str], volumes: list[str]) -> None:
+        self.domains, self.volumes = domains, volumes
+        self.removed: list[tuple[str, ...]] = []
+
+    def __call__(self, argv: list[str], **_options: object) -> subprocess.CompletedProcess[str]:
+        verb, *rest = argv[3:] if argv[0] == "virsh" else ["other"]
+        out = ""
+        if verb == "list":
+            out = "\n".join(self.domains) + "\n"
+        elif verb == "vol-list":
+            out = " Name   Path\n----------\n" + "".join(
+                f" {v}  /var/lib/libvirt/images/{v}\n" for v in self.volumes
+            )
+        elif verb in ("destroy", "undefine", "vol-delete"):
+            self.removed.append((verb, rest[-1] if verb == "vol-delete" else rest[0]))
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+def a_dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def teardown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeVirsh], vagrant.Environment]:
+    """A started environment on a fake host: its stop() speaks to the given virsh."""
+    monkeypatch.setattr(vagrant, "IMAGES", tmp_path / "images")
+    monkeypatch.setattr(vagrant, "RUNS_LOCK", tmp_path / "runs.lock")
+    monkeypatch.setattr(vagrant, "LIBVIRT_SOCKET", tmp_path / "libvirt-sock")
+    monkeypatch.setattr(vagrant, "_pid", lambda _pidfile: None)  # no daemon comes up: none to stop
+    monkeypatch.setattr("compat.harness.vagrant.time.sleep", lambda _seconds: None)
+
+    def environment(virsh: FakeVirsh) -> vagrant.Environment:
+        monkeypatch.setattr(vagrant, "run", virsh)
+        env = vagrant.start(f"kcompat-{os.getpid()}")
+        (env.images / "m-6-1-v2-kernel").parent.mkdir(parents=True)
+        (env.images / "m-6-1-v2-kernel").write_bytes(b"kernel")
+        return env
+
+    return environment
+
+
+def test_stop_removes_this_runs_machines_and_a_dead_runs_but_not_a_live_runs(
+    teardown: Callable[[FakeVirsh], vagrant.Environment],
+) -> None:
+    ours, live, dead = f"kcompat-{os.getpid()}-", f"kcompat-{os.getppid()}-", f"kcompat-{a_dead_pid()}-"
+    box = "kcompat-5a5dad29fc237ca2_vagrant_box_image_0_box.img"
+    virsh = FakeVirsh(
+        [f"{ours}m-6-1-v2", f"{live}m-6-1-v2", f"{dead}m-7-x-v2", "someone-elses-vm"],
+        [f"{ours}m-6-1-v2.img", f"{live}m-6-1-v2.img", f"{dead}m-7-x-v2.img", box, "other.qcow2"],
+    )
+    env = teardown(virsh)
+    # Another run is going on: it holds the runs' lock too.
+    other = os.open(vagrant.RUNS_LOCK, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_SH)
+    try:
+        vagrant.stop(env)
+    finally:
+        os.close(other)
+    assert {name for verb, name in virsh.removed if verb == "undefine"} == {
+        f"{ours}m-6-1-v2",
+        f"{dead}m-7-x-v2",
+    }
+    # The box's volume stays: the live run's machine is backed by it.
+    assert {name for verb, name in virsh.removed if verb == "vol-delete"} == {
+        f"{ours}m-6-1-v2.img",
+        f"{dead}m-7-x-v2.img",
+    }
+    assert not env.images.exists()
+
+
+def test_the_last_run_takes_the_box_volume_with_it(
+    teardown: Callable[[FakeVirsh], vagrant.Environment],
+) -> None:
+    box = "kcompat-5a5dad29fc237ca2_vagrant_box_image_0_box.img"
+    virsh = FakeVirsh([], [box, "other.qcow2"])
+    env = teardown(virsh)
+    vagrant.stop(env)
+    assert virsh.removed == [("vol-delete", box)]
+    assert not vagrant.IMAGES.exists()
+
+
+def test_one_vagrant_up_at_a_time(tmp_path: Path) -> None:
+    lock = tmp_path / "vagrant-up.lock"
+    order: list[str] = []
+
+    def second_worker() -> None:
+        with vagrant.one_at_a_time(lock):
+            order.append("second up")
+
+    with vagrant.one_at_a_time(lock):
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive()  # waiting for the first `vagrant up`
+        order.append("first up done")
+    worker.join(timeout=10)
+    assert order == ["first up done", "second up"]
