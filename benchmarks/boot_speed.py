@@ -14,8 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from timing import line  # noqa: E402
-
+from benchmarks.timing import line  # noqa: E402
 from compat import flavours  # noqa: E402 - after the path is set
 from compat.harness.qemu import Machine, running  # noqa: E402
 from compat.images.build import build_all  # noqa: E402

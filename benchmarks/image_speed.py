@@ -20,8 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from timing import line, timed  # noqa: E402
-
+from benchmarks.timing import line, timed  # noqa: E402
 from runtime.features import probes  # noqa: E402 - after the path is set
 from runtime.linux import constants as c  # noqa: E402
 from runtime.linux import libc  # noqa: E402

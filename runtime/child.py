@@ -2,7 +2,7 @@
 
 Three processes, all forked from the runtime (single-threaded, nothing imported late):
 - setup: born in the container's cgroup2 cgroup where clone3 can, joins its v1 cgroups by itself
-  where that takes no global lock (see container._open_cgroups_for_birth), enters the user namespace (the runtime
+  where that takes no global lock (see launch._open_cgroups_for_birth), enters the user namespace (the runtime
   writes its id maps), unshares the rest, forks the init and exits, so the init is reparented to the
   runtime (a child subreaper);
 - init: PID 1 of the new PID namespace, in every cgroup the setup was in. Builds the filesystem view,

@@ -62,9 +62,9 @@ def _version_action() -> type[argparse.Action]:
         def __call__(
             self,
             parser: argparse.ArgumentParser,
-            namespace: argparse.Namespace,
-            values: str | Sequence[object] | None,
-            option_string: str | None = None,
+            namespace: argparse.Namespace,  # noqa: ARG002 - argparse.Action.__call__'s signature
+            values: str | Sequence[object] | None,  # noqa: ARG002 - as above
+            option_string: str | None = None,  # noqa: ARG002 - as above
         ) -> None:
             print(f"runtime {version()}")
             parser.exit()
@@ -159,7 +159,7 @@ def cmd_image_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_image_ls(args: argparse.Namespace) -> int:
+def cmd_image_ls(_args: argparse.Namespace) -> int:
     from runtime.storage import images
     from runtime.storage.store import Store
 
@@ -211,7 +211,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.can_run_containers(checks) else 1
 
 
-def cmd_ps(args: argparse.Namespace) -> int:
+def cmd_ps(_args: argparse.Namespace) -> int:
     import time
 
     from runtime import state
@@ -224,7 +224,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gc(args: argparse.Namespace) -> int:
+def cmd_gc(_args: argparse.Namespace) -> int:
     from runtime import gc
 
     removed = gc.collect()

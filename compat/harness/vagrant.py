@@ -27,10 +27,10 @@ from pathlib import Path
 
 from compat.errors import CompatError
 from compat.harness.qemu import Machine, kernel_command_line
+from compat.paths import REPO
 from compat.proc import run
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
 LIBVIRT_SOCKET = Path("/var/run/libvirt/libvirt-sock")
 # Where libvirt's qemu user can read the kernels: a directory per run.
 IMAGES = Path("/var/lib/libvirt/images/kcompat")

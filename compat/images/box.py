@@ -13,7 +13,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from compat.images import rootfs
+from compat.images import debootstrap, ext4
 from compat.images.build import Images
 from compat.images.cache import Cache, file_digest, key
 from compat.images.kernel_tree import depmod
@@ -57,7 +57,7 @@ def _make(images: Images, work: Path) -> None:
         depmod(tree, release)
     raw = work / "box.ext4"
     run(
-        rootfs.mkfs_argv(tree, raw, images.rootfs.label, rootfs.image_size_mib(rootfs.tree_bytes(tree))),
+        ext4.mkfs_argv(tree, raw, images.rootfs.label, ext4.image_size_mib(debootstrap.tree_bytes(tree))),
         capture=True,
     )
     shutil.rmtree(tree)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compat.errors import CompatError
-from compat.images import initramfs, kernel_catalogue, kernel_tree, kernels, rootfs
+from compat.images import debootstrap, ext4, initramfs, kernel_catalogue, kernel_tree, kernels, rootfs
 from compat.images.cache import Cache, file_digest, key
 from compat.proc import run
 
@@ -77,8 +77,8 @@ def modules_image_for(tree: kernel_tree.KernelTree, cache: Cache, tally: Tally, 
             staged.mkdir(parents=True)
             shutil.copytree(tree.modules, staged / tree.release, symlinks=True)
             kernel_tree.depmod(slot.work / "root", tree.release)
-            size_mib = rootfs.image_size_mib(rootfs.tree_bytes(staged))
-            run(rootfs.mkfs_argv(staged, slot.work / "modules.ext4", "kcompat-mods", size_mib), capture=True)
+            size_mib = ext4.image_size_mib(debootstrap.tree_bytes(staged))
+            run(ext4.mkfs_argv(staged, slot.work / "modules.ext4", "kcompat-mods", size_mib), capture=True)
             shutil.rmtree(slot.work / "root")
     tally.note(f"modules disk {tree.release}", slot.hit)
     return slot.path / "modules.ext4"

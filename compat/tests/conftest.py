@@ -172,7 +172,7 @@ def absent(request: pytest.FixtureRequest) -> Any:
     return mark
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         return
@@ -182,7 +182,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.stash[results.SUMMARY] = written
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     summary = config.stash.get(results.SUMMARY, None)
     if summary:
         terminalreporter.write_sep("=", "kernel x flavour matrix")

@@ -12,7 +12,8 @@ def test_the_same_limits_run_or_are_refused_with_the_reason(guest: Guest) -> Non
     done = guest.runtime(f"run --memory 64m --pids-limit 50 --cpus 0.5 --rootfs {ROOTFS} true")
     if guest.expected["cgroup.memory"] == "none":
         assert done.rc == 125
-        assert "CONFIG_MEMCG_V1" in done.stderr and "cgroup v2" in done.stderr, done.stderr
+        assert "CONFIG_MEMCG_V1" in done.stderr, done.stderr
+        assert "cgroup v2" in done.stderr, done.stderr
     else:
         assert done.rc == 0, done.stderr
 

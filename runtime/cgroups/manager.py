@@ -96,7 +96,7 @@ class NoCgroups(Manager):
     def __init__(self) -> None:
         super().__init__(())
 
-    def restrict_devices(self, rules: tuple[Rule, ...] = DEFAULT_RULES) -> str:
+    def restrict_devices(self, rules: tuple[Rule, ...] = DEFAULT_RULES) -> str:  # noqa: ARG002 - Manager's signature
         raise DevicesUnrestricted(self.NO_HIERARCHY)
 
 
@@ -109,9 +109,9 @@ def plan(found: layout.Layout, container_id: str, limits: Limits, devices: str |
     (layout.devices_mechanism's choice when None).
 
     Nothing is moved where the kernel allows: the setup process is born in the cgroup2 one and joins
-    the v1 ones itself (see container._open_cgroups_for_birth). A move costs one RCU grace period
+    the v1 ones itself (see launch._open_cgroups_for_birth). A move costs one RCU grace period
     (10-20 ms on some hosts) for the first hierarchy, the others follow at once (the sync the first
-    one waited for is still in force), and the init mounts meanwhile (see container._join_cgroups)."""
+    one waited for is still in force), and the init mounts meanwhile (see launch._join_cgroups)."""
     v2: list[str] = []
     for name in limits.controllers():
         where, _ = found.where(name)

@@ -113,7 +113,7 @@ class _ProgAttachAttr(ctypes.Structure):
     ]
 
 
-def _errcheck(result: int, func: Any, args: tuple[Any, ...]) -> int:
+def _errcheck(result: int, _func: Any, _args: tuple[Any, ...]) -> int:
     if result == -1:
         err = ctypes.get_errno()
         raise BpfError(err, f"bpf: {os.strerror(err)}")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
-def _errcheck(result: int, func: Any, args: tuple[Any, ...]) -> int:
+def _errcheck(result: int, func: Any, _args: tuple[Any, ...]) -> int:
     if result == -1:
         err = ctypes.get_errno()
         raise OSError(err, f"{func.__name__}: {os.strerror(err)}")

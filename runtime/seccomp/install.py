@@ -24,7 +24,7 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def _errcheck(result: int, func: Any, args: tuple[Any, ...]) -> int:
+def _errcheck(result: int, _func: Any, _args: tuple[Any, ...]) -> int:
     if result == -1:
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(err)}")

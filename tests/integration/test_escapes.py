@@ -342,7 +342,8 @@ def test_a_memory_limit_holds_after_an_attempt_to_lift_it(box: Callable[..., Res
     script = "sysprobe unshare-user-then-cgroupns-mount-cgroup-v1; exec sysprobe alloc 64"
     done = box(*USERNS[userns], "--memory", "32m", "--pids-limit", "20", "/bin/sh", "-c", script)
     escape = probe_lines(done.stdout).get("unshare-user-then-cgroupns-mount-cgroup-v1")
-    assert escape is not None and escape.startswith("errno="), f"limits rewritten from inside: {done.stderr}"
+    assert escape is not None, f"no probe line: {done.stdout}"
+    assert escape.startswith("errno="), f"limits rewritten from inside: {done.stderr}"
     assert "alloc ok" not in done.stdout, "64 MB were allocated under --memory 32m"
     assert done.returncode == 137, done.stderr
 
@@ -565,7 +566,8 @@ def test_another_user_cannot_list_or_stat_layer_contents(hostile_store: Store) -
 
 def test_another_user_gets_no_root_from_an_image_s_setuid_binary(hostile_store: Store) -> None:
     suid = hostile_store.layer_file("evil/sysprobe-suid")
-    assert stat.S_IMODE(suid.lstat().st_mode) == 0o4755 and suid.lstat().st_uid == 0  # as the image says
+    assert stat.S_IMODE(suid.lstat().st_mode) == 0o4755
+    assert suid.lstat().st_uid == 0  # as the image says
     ran = as_nobody(lambda: run_setuid(suid))
     assert "euid=0" not in ran, f"a layer's setuid-root binary gave euid 0: {ran}"
 

@@ -37,9 +37,8 @@ def root_of(store: Store, container_id: str) -> Path:
     return root
 
 
-def test_a_mount_under_an_orphan_root_is_detached_before_removal(
-    state_root: Path, store: Store, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_a_mount_under_an_orphan_root_is_detached_before_removal(store: Store, tmp_path: Path) -> None:
     merged = root_of(store, "mounted1") / "merged"
     merged.mkdir()
     outside = tmp_path / "must-survive"

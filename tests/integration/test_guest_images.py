@@ -27,7 +27,8 @@ def test_fetch_the_real_6_1_kernel() -> None:
     assert tree.release.startswith("6.1.")
     assert tree.vmlinuz.stat().st_size > 1_000_000
     assert "kernel/drivers/block/virtio_blk.ko:" in tree.modules_dep.read_text()
-    assert tree.config is not None and "CONFIG_OVERLAY_FS=m" in tree.config.read_text()
+    assert tree.config is not None
+    assert "CONFIG_OVERLAY_FS=m" in tree.config.read_text()
 
 
 def debugfs(image: Path, request: str) -> subprocess.CompletedProcess[str]:

@@ -142,7 +142,8 @@ def host_state() -> Iterator[None]:
     assert after == before, "detection left a mount or a scratch directory behind"
 
 
-def test_detection_leaves_nothing_behind(host_state: None, features: Features) -> None:
+@pytest.mark.usefixtures("host_state")
+def test_detection_leaves_nothing_behind(features: Features) -> None:
     again = detect()
     assert again.cgroups.mode is features.cgroups.mode
     v2 = features.cgroups.v2_mount
@@ -160,7 +161,8 @@ def test_nobody_sees_root_only_probes_as_unknown(as_nobody: dict[str, object]) -
     assert as_nobody["euid"] == UNPRIVILEGED_UID
     userns = as_nobody["userns"]
     overlay = as_nobody["overlay"]
-    assert isinstance(userns, dict) and isinstance(overlay, dict)
+    assert isinstance(userns, dict)
+    assert isinstance(overlay, dict)
     assert userns["root"] is None
     assert overlay["mountable"] is None  # a trial mount needs root: unknown, never guessed
 

@@ -134,7 +134,7 @@ def store(shared: StoreCli) -> Iterator[StoreCli]:
 
 
 @pytest.fixture
-def fresh(image_files: dict[str, Path]) -> Iterator[StoreCli]:
+def fresh() -> Iterator[StoreCli]:
     """An empty store of the test's own."""
     cli = StoreCli()
     try:

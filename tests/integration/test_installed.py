@@ -112,10 +112,9 @@ def store() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.usefixtures("store")
 @pytest.mark.parametrize("storage", ["overlay", "copy"])
-def test_an_image_whose_cmd_is_a_bare_name(
-    installed: Path, store: Path, tmp_path: Path, storage: str
-) -> None:
+def test_an_image_whose_cmd_is_a_bare_name(installed: Path, tmp_path: Path, storage: str) -> None:
     try:
         image = dataclasses.replace(
             images.busybox_image(), cmd=["sh", "-c", "echo from the image"], ref="bare:1"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import container as container_module
+from runtime import launch as launch_module
 from tests.integration.conftest import (
     DEADLINE,
     STATE_ROOT,
@@ -231,7 +231,7 @@ def test_the_init_is_in_the_containers_cgroups_in_every_hierarchy(
     assert code == 128 + signal.SIGTERM, stderr
     if clone3 == "0":
         assert "cgroups: joined without a move: none; moved: " in stderr, stderr
-    elif container_module.kernel_at_least(os.uname().release, container_module.LOCKLESS_SELF_MOVE):
+    elif launch_module.kernel_at_least(os.uname().release, launch_module.LOCKLESS_SELF_MOVE):
         assert "; moved: none" in stderr, stderr  # clone3 into cgroup2, "0" into the v1 tasks files
 
 
@@ -485,7 +485,8 @@ def test_gc_after_the_runtime_was_killed(start: Callable[..., Background]) -> No
     init = int(state["init_pid"])
     workload = forked_workload(init)
     assert container.kill_runtime() == -signal.SIGKILL
-    assert alive(init) and alive(workload)
+    assert alive(init)
+    assert alive(workload)
     assert container.name not in runtime("ps").stdout  # its runtime is gone
     collected = runtime("gc")
     assert collected.returncode == 0, collected.stderr
@@ -494,7 +495,8 @@ def test_gc_after_the_runtime_was_killed(start: Callable[..., Background]) -> No
     deadline = time.monotonic() + DEADLINE
     while (alive(init) or alive(workload)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not alive(init) and not alive(workload)
+    assert not alive(init)
+    assert not alive(workload)
     assert not any(os.path.exists(directory) for directory in state["cgroups"].split(":"))
     assert not os.path.exists(f"{STATE_ROOT}/containers/{state['id']}")
     assert not os.path.lexists(f"{STATE_ROOT}/names/{container.name}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def ssh(images: Images, port: int, command: str) -> str:
 
 
 @pytest.fixture
-def boot(images: Images, tmp_path: Path) -> Iterator[object]:
+def boot(images: Images, tmp_path: Path) -> Callable[[str], object]:
     def start(flavour: str) -> object:
         kernel = images.kernels["6.1"]
         machine = Machine(
@@ -56,7 +56,7 @@ def boot(images: Images, tmp_path: Path) -> Iterator[object]:
         )
         return running(machine, tmp_path / flavour, deadline=120)
 
-    yield start
+    return start
 
 
 def cgroup_mounts(images: Images, port: int) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import container, spec
+from runtime import decide, spec
 from runtime.cgroups import layout
 from runtime.cgroups.base import Limits
 from runtime.cgroups.manager import DevicesUnrestricted, Manager, NoCgroups, Unavailable, plan
@@ -218,11 +218,12 @@ def test_choose_cgroups_refuses_a_forced_mechanism_the_host_lacks(
     monkeypatch.setenv("RUNTIME_DEVICES", layout.DEVICES_V1)
     request = spec.ContainerSpec("c0ffee", "c0ffee", "/nonexistent", ("true",))
     with pytest.raises(Failure, match="RUNTIME_DEVICES=v1") as refusal:
-        container.choose_cgroups(request, root)
+        decide.choose_cgroups(request, root)
     assert refusal.value.code == EXIT_RUNTIME
     monkeypatch.setenv("RUNTIME_DEVICES", layout.DEVICES_EBPF)
-    manager = container.choose_cgroups(request, root)
-    assert manager is not None and manager.devices == layout.DEVICES_EBPF
+    manager = decide.choose_cgroups(request, root)
+    assert manager is not None
+    assert manager.devices == layout.DEVICES_EBPF
 
 
 def test_a_host_without_cgroups_gets_the_null_manager(tmp_path: Path) -> None:
@@ -230,7 +231,7 @@ def test_a_host_without_cgroups_gets_the_null_manager(tmp_path: Path) -> None:
     bare = dataclasses.replace(v2, mountinfo=hosts.without_mount(v2.mountinfo, "/sys/fs/cgroup"))
     root, _, _ = hosts.build(bare, tmp_path)
     request = spec.ContainerSpec("c0ffee", "c0ffee", "/nonexistent", ("true",))
-    manager = container.choose_cgroups(request, root)
+    manager = decide.choose_cgroups(request, root)
     assert isinstance(manager, NoCgroups)
     manager.create()
     manager.add(1)

@@ -48,7 +48,8 @@ def test_assemble_writes_a_results_json_the_reader_accepts(tmp_path: Path) -> No
     ]  # fmt: skip
     stash = {collector.REPORTS: reports, collector.STARTED: 1_700_000_000.0}
     summary = collector.assemble(SimpleNamespace(stash=stash), tmp_path, [booted_cell, broken_cell])  # type: ignore[arg-type]
-    assert summary is not None and summary.endswith("2 cells: 0 pass, 1 fail, 1 infra error\n")
+    assert summary is not None
+    assert summary.endswith("2 cells: 0 pass, 1 fail, 1 infra error\n")
     loaded = schema.load(tmp_path / "results.json")
     assert (loaded.suite_version, loaded.accel, loaded.started) == (
         schema.SUITE_VERSION,
@@ -64,10 +65,12 @@ def test_assemble_writes_a_results_json_the_reader_accepts(tmp_path: Path) -> No
     assert [(c.key, c.outcome, c.duration_seconds, c.message) for c in first.tests] == [
         ("cgroups::test_a", Outcome.FAILED, 0.123, "AssertionError: no")
     ]
-    assert second.infra_error is not None and second.infra_error.kind is InfraKind.PANIC
+    assert second.infra_error is not None
+    assert second.infra_error.kind is InfraKind.PANIC
     assert [(c.key, c.outcome) for c in second.tests] == [("overlay::test_b", Outcome.ERROR)]
     assert json.loads((tmp_path / "results.json").read_text())["schema"] == schema.SCHEMA
-    assert (tmp_path / "junit" / "7.x-v2.xml").is_file() and (tmp_path / "matrix.html").is_file()
+    assert (tmp_path / "junit" / "7.x-v2.xml").is_file()
+    assert (tmp_path / "matrix.html").is_file()
 
 
 def test_assemble_without_cells_writes_nothing(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compat import cli
+from compat import cli, qualify
 from compat.results.status import EXIT_UNDECIDED, EXIT_UNUSABLE
 
 
@@ -23,11 +23,11 @@ def test_qualify_without_a_kernel_is_a_usage_error(capsys: pytest.CaptureFixture
 def test_an_unknown_kernel_is_refused_with_its_hint_before_anything_boots(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_boot(*args: object) -> None:
+    def no_boot(*_args: object) -> None:
         raise AssertionError("a suite ran before the kernel was resolved")
 
-    monkeypatch.setattr(cli.qualify, "baseline_run", no_boot)
-    monkeypatch.setattr(cli.qualify, "run_suite", no_boot)
+    monkeypatch.setattr(qualify, "baseline_run", no_boot)
+    monkeypatch.setattr(qualify, "run_suite", no_boot)
     assert cli.main(["qualify", "--kernel", "9.9", "--report", "/nonexistent/q"]) == EXIT_UNUSABLE
     err = capsys.readouterr().err
     assert "kernel '9.9' is neither a catalogue id" in err

@@ -531,7 +531,8 @@ def test_mountinfo_parse_fields() -> None:
     cgroup = mounts[1]
     assert (cgroup.mount_id, cgroup.parent_id, cgroup.fstype, cgroup.source) == (30, 21, "cgroup2", "cgroup2")
     assert cgroup.super_options == ("rw", "nsdelegate")
-    assert cgroup.has_option("nsdelegate") and not cgroup.has_option("nosuid")  # per-mount, not superblock
+    assert cgroup.has_option("nsdelegate")
+    assert not cgroup.has_option("nosuid")  # per-mount, not superblock
     assert (mounts[2].root, mounts[2].source, mounts[2].fstype) == ("/sub", "my src", "tmpfs")
 
 
@@ -556,7 +557,8 @@ def test_mountinfo_containing(path: str, expected: str) -> None:
         "32 31 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
     )
     found = mountinfo.containing(mounts, path)
-    assert found is not None and str(found.mount_id) == expected
+    assert found is not None
+    assert str(found.mount_id) == expected
 
 
 def test_mountinfo_containing_nothing() -> None:
@@ -614,7 +616,8 @@ def test_recorded_host_debian12_6_18_hybrid() -> None:
 def load_capture_script() -> ModuleType:
     path = hosts.RECORDINGS / "capture.py"
     spec = importlib.util.spec_from_file_location("capture_host", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -93,13 +93,15 @@ def root_of(store: Store, container_id: str, megabytes: int = 0) -> Path:
     return root
 
 
-def test_a_container_root_nobody_owns_is_removed(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_a_container_root_nobody_owns_is_removed(store: Store) -> None:
     root_of(store, "orphan1", megabytes=2)
     assert gc.collect() == ["containers/orphan1: a container root no live container owns (2.0 MiB)"]
     assert os.listdir(store.sub("containers")) == []
 
 
-def test_a_dead_runtime_s_container_root_goes_with_its_state(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_a_dead_runtime_s_container_root_goes_with_its_state(store: Store) -> None:
     dead = state.State("dead1", "job", "true", runtime_pid=2**22 + 7, runtime_start="1", created=0.0)
     os.makedirs(dead.directory)
     dead.save()
@@ -111,15 +113,17 @@ def test_a_dead_runtime_s_container_root_goes_with_its_state(state_root: Path, s
     assert os.listdir(store.sub("containers")) == []
 
 
-def test_a_live_container_s_root_is_left_alone(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_a_live_container_s_root_is_left_alone(store: Store) -> None:
     live_state("live1")
     root_of(store, "live1")
     assert gc.collect() == []
     assert os.listdir(store.sub("containers")) == ["live1"]
 
 
+@pytest.mark.usefixtures("state_root")
 def test_a_run_starting_while_gc_reads_the_states_keeps_its_root(
-    state_root: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run claims its state, then makes its root: here both happen just after gc has read the states.
     gc listed the roots before, so it never sees this one."""
@@ -139,9 +143,8 @@ def test_a_run_starting_while_gc_reads_the_states_keeps_its_root(
     assert os.listdir(store.sub("containers")) == ["new1"]
 
 
-def test_a_running_import_s_directory_is_left_alone_and_a_dead_one_s_removed(
-    state_root: Path, store: Store
-) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_a_running_import_s_directory_is_left_alone_and_a_dead_one_s_removed(store: Store) -> None:
     work, owner = importer.claim_work_dir(store)
     assert os.path.basename(work).startswith("import-")
     (Path(work) / "layer").mkdir()
@@ -154,7 +157,8 @@ def test_a_running_import_s_directory_is_left_alone_and_a_dead_one_s_removed(
     assert os.listdir(store.sub("tmp")) == []
 
 
-def test_an_import_of_another_process_counts_as_running(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_an_import_of_another_process_counts_as_running(store: Store) -> None:
     ready, go = os.pipe()
     pid = os.fork()
     if pid == 0:  # never back into pytest, whatever happens
@@ -175,7 +179,8 @@ def test_an_import_of_another_process_counts_as_running(state_root: Path, store:
     assert "an import that is no longer running" in line
 
 
-def test_ownerless_import_directories_are_removed_once_stale(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_ownerless_import_directories_are_removed_once_stale(store: Store) -> None:
     tmp = Path(store.sub("tmp"))
     for name in ("import-old", ".new-old", "import-young", ".new-young", "unrelated"):
         (tmp / name).mkdir()
@@ -188,7 +193,8 @@ def test_ownerless_import_directories_are_removed_once_stale(state_root: Path, s
     assert sorted(os.listdir(tmp)) == [".new-young", "import-young", "unrelated"]
 
 
-def test_gc_gives_a_loose_store_its_modes(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_gc_gives_a_loose_store_its_modes(store: Store) -> None:
     for part in ("", "layers", "images", "tmp"):
         os.chmod(store.sub(part) if part else store.path, 0o755)
     gc.collect()
@@ -196,9 +202,8 @@ def test_gc_gives_a_loose_store_its_modes(state_root: Path, store: Store) -> Non
     assert stat.S_IMODE(os.stat(store.sub("layers")).st_mode) == 0o700
 
 
-def test_gc_without_a_store_makes_none(
-    state_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_gc_without_a_store_makes_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME_STORE", str(tmp_path / "absent"))
     assert gc.collect() == []
     assert not os.path.exists(tmp_path / "absent")
@@ -211,7 +216,8 @@ def orphan_layer(store: Store, diff_id: str) -> None:
     overlay.make_short_link(store, diff_id)
 
 
-def test_layers_no_image_names_are_removed(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_layers_no_image_names_are_removed(store: Store) -> None:
     orphan_layer(store, "ab" * 32)
     os.symlink("../layers/gone/diff", store.sub("l", "DANGLING"))  # its layer's link file never written
     assert gc.collect() == ["layers: 1 layer(s) that no image names"]
@@ -219,7 +225,8 @@ def test_layers_no_image_names_are_removed(state_root: Path, store: Store) -> No
     assert os.listdir(store.sub("l")) == []
 
 
-def test_layers_are_left_while_an_import_or_rm_holds_the_store(state_root: Path, store: Store) -> None:
+@pytest.mark.usefixtures("state_root")
+def test_layers_are_left_while_an_import_or_rm_holds_the_store(store: Store) -> None:
     orphan_layer(store, "cd" * 32)
     lock = store.lock(exclusive=True)  # an import in progress: its layers may be on their way in
     try:

@@ -165,7 +165,8 @@ def test_a_stale_qemu_is_reaped_and_anything_else_left_alone(tmp_path: Path) -> 
         assert reap_stale(tmp_path / "vms") == [stale.pid]
         assert stale.wait(timeout=10) == -signal.SIGKILL
         assert reused.poll() is None
-        assert not stale_pidfile.exists() and not reused_pidfile.exists()
+        assert not stale_pidfile.exists()
+        assert not reused_pidfile.exists()
     finally:
         for process in (stale, reused):
             process.kill()

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,11 +114,13 @@ def oci_problems(location: Path) -> list[str]:
         return data
 
     index = json.loads(files["index.json"])
-    assert index["schemaVersion"] == 2 and index["mediaType"] == images.MEDIA_INDEX
+    assert index["schemaVersion"] == 2
+    assert index["mediaType"] == images.MEDIA_INDEX
     [descriptor] = index["manifests"]
     assert descriptor["mediaType"] == images.MEDIA_MANIFEST
     manifest = json.loads(blob(descriptor, "manifest"))
-    assert manifest["schemaVersion"] == 2 and manifest["mediaType"] == images.MEDIA_MANIFEST
+    assert manifest["schemaVersion"] == 2
+    assert manifest["mediaType"] == images.MEDIA_MANIFEST
     assert manifest["config"]["mediaType"] == images.MEDIA_CONFIG
     config = json.loads(blob(manifest["config"], "config"))
     diff_ids = config["rootfs"]["diff_ids"]
@@ -172,24 +175,25 @@ def test_layer_tar_writes_each_kind_with_fixed_times_and_owners() -> None:
         tarfile.FIFOTYPE,
         tarfile.REGTYPE,
     ]
-    assert read[0].mode == 0o1777 and read[1].mode == 0o755 and read[1].size == 4
+    assert read[0].mode == 0o1777
+    assert read[1].mode == 0o755
+    assert read[1].size == 4
     assert (read[2].linkname, read[3].linkname) == ("f", "d/f")
     assert (read[4].devmajor, read[4].devminor, read[5].devmajor, read[5].devminor) == (1, 3, 8, 0)
     assert {m.mtime for m in read} == {images.MTIME}
-    assert [(m.uid, m.gid) for m in read[:-1]] == [(0, 0)] * 7 and (read[-1].uid, read[-1].gid) == (
-        1000,
-        1001,
-    )
+    assert [(m.uid, m.gid) for m in read[:-1]] == [(0, 0)] * 7
+    assert (read[-1].uid, read[-1].gid) == (1000, 1001)
     assert {(m.uname, m.gname) for m in read} == {("", "")}
 
 
 def test_builders_are_deterministic(tmp_path: Path) -> None:
     image = small_image()
     assert images.layer_tar(image.layers[0]) == images.layer_tar(image.layers[0])
-    for name, write in [
+    writers: list[tuple[str, Callable[[Path], Path]]] = [
         ("a.tar", lambda p: images.write_docker_save(image, p, gzip_layers=True)),
         ("b.tar", lambda p: images.write_oci_tar(image, p)),
-    ]:
+    ]
+    for name, write in writers:
         first = write(tmp_path / "1" / name).read_bytes()
         assert write(tmp_path / "2" / name).read_bytes() == first
 
@@ -224,7 +228,8 @@ def test_docker_save_is_consistent(tmp_path: Path, gzip_layers: bool) -> None:
         assert files[f"{layer_dir}/VERSION"] == b"1.0"
         assert json.loads(files[f"{layer_dir}/json"])["id"] == layer_dir
     config = json.loads(files[entry["Config"]])
-    assert config["os"] == "linux" and config["rootfs"]["type"] == "layers"
+    assert config["os"] == "linux"
+    assert config["rootfs"]["type"] == "layers"
     assert config["config"] == {
         "Env": ["PATH=/bin", "X=1"],
         "Cmd": ["/bin/sh"],
@@ -359,14 +364,16 @@ def test_traversal_names_climb_out() -> None:
 
 def test_absolute_name_keeps_its_leading_slash() -> None:
     [member] = malicious_members("absolute")
-    assert member.isfile() and member.name == "/tmp/escaped-absolute"
+    assert member.isfile()
+    assert member.name == "/tmp/escaped-absolute"
     raw = images.layer_tar(images.malicious_layers()["absolute"])
     assert raw.startswith(b"/tmp/escaped-absolute\0")  # in the ustar name field itself
 
 
 def test_symlink_escape_points_out() -> None:
     [member] = malicious_members("symlink-escape")
-    assert member.issym() and (member.name, member.linkname) == ("evil", "../../../../../../tmp")
+    assert member.issym()
+    assert (member.name, member.linkname) == ("evil", "../../../../../../tmp")
 
 
 @pytest.mark.parametrize(
@@ -378,8 +385,10 @@ def test_symlink_escape_points_out() -> None:
 )
 def test_symlink_then_write_goes_through_the_link(case: str, link: str, target: str, through: str) -> None:
     first, second = malicious_members(case)
-    assert first.issym() and (first.name, first.linkname) == (link, target)
-    assert second.isfile() and second.name == through
+    assert first.issym()
+    assert (first.name, first.linkname) == (link, target)
+    assert second.isfile()
+    assert second.name == through
 
 
 @pytest.mark.parametrize(
@@ -388,19 +397,16 @@ def test_symlink_then_write_goes_through_the_link(case: str, link: str, target: 
 )
 def test_hardlinks_target_outside(case: str, name: str, target: str) -> None:
     [member] = malicious_members(case)
-    assert member.islnk() and (member.name, member.linkname) == (name, target)
+    assert member.islnk()
+    assert (member.name, member.linkname) == (name, target)
 
 
 def test_device_nodes_are_devices() -> None:
     devices = {m.name: m for m in malicious_members("device-node") if m.isdev()}
-    assert devices["dev/evil"].ischr() and (devices["dev/evil"].devmajor, devices["dev/evil"].devminor) == (
-        1,
-        3,
-    )
-    assert devices["dev/disk"].isblk() and (devices["dev/disk"].devmajor, devices["dev/disk"].devminor) == (
-        8,
-        0,
-    )
+    assert devices["dev/evil"].ischr()
+    assert (devices["dev/evil"].devmajor, devices["dev/evil"].devminor) == (1, 3)
+    assert devices["dev/disk"].isblk()
+    assert (devices["dev/disk"].devmajor, devices["dev/disk"].devminor) == (8, 0)
 
 
 @pytest.mark.parametrize("case", sorted(images.malicious_layers()))
@@ -441,21 +447,26 @@ def test_busybox_image_layers() -> None:
     assert first["bin/busybox"].mode == 0o755
     assert first["bin/busybox"].size == Path("/bin/busybox").stat().st_size
     for applet in ("sh", "ls", "cat", "id", "ps", "hostname", "mount", "true", "false"):
-        assert first[f"bin/{applet}"].issym() and first[f"bin/{applet}"].linkname == "busybox"
-    assert first["tmp"].isdir() and first["tmp"].mode == 0o1777
+        assert first[f"bin/{applet}"].issym()
+        assert first[f"bin/{applet}"].linkname == "busybox"
+    assert first["tmp"].isdir()
+    assert first["tmp"].mode == 0o1777
     assert {"etc/doomed", "var/cache/old/a", "var/cache/old/b", "usr/share/hello", "etc/passwd"} <= set(first)
 
-    assert second["etc/.wh.doomed"].isfile() and second["etc/.wh.doomed"].size == 0
+    assert second["etc/.wh.doomed"].isfile()
+    assert second["etc/.wh.doomed"].size == 0
     assert second["var/cache/old/.wh..wh..opq"].isfile()
     assert second["var/cache/old/new"].isfile()
-    assert second["usr/bin/sh2"].issym() and second["usr/bin/sh2"].linkname == "/bin/busybox"
+    assert second["usr/bin/sh2"].issym()
+    assert second["usr/bin/sh2"].linkname == "/bin/busybox"
     assert second["usr/share/layer2-link"].islnk()
     assert second["usr/share/layer2-link"].linkname == "usr/share/layer2.txt"
     names = list(second)
     assert names.index("usr/share/layer2.txt") < names.index("usr/share/layer2-link")
     assert not any(".wh." in name for name in [*first, *third])
 
-    assert third["app/run.sh"].mode == 0o755 and "etc/motd" in third
+    assert third["app/run.sh"].mode == 0o755
+    assert "etc/motd" in third
 
 
 @needs_busybox
@@ -478,9 +489,11 @@ def test_busybox_image_config(tmp_path: Path) -> None:
 @needs_busybox
 def test_big_image_is_incompressible_data_of_the_size_asked() -> None:
     image = images.big_image(1)
-    assert len(image.layers) == 2 and image.layers[0] == images.busybox_image().layers[0]
+    assert len(image.layers) == 2
+    assert image.layers[0] == images.busybox_image().layers[0]
     data = [entry.data for entry in image.layers[1] if entry.kind == "file"]
-    assert len(data) == 10 and sum(map(len, data)) == 1024 * 1024
+    assert len(data) == 10
+    assert sum(map(len, data)) == 1024 * 1024
     assert [entry.data for entry in images.big_image(1).layers[1]] == [
         entry.data for entry in image.layers[1]
     ]

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from runtime import child, container
+from runtime import child
+from runtime import launch as launcher
 from runtime.cgroups.manager import Manager, NoCgroups
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
@@ -30,7 +31,7 @@ class FakeClone:
         self.errno_number = errno_number
         self.calls: list[Any] = []
 
-    def __call__(self, number: int, args: Any, size: int) -> int:
+    def __call__(self, _number: int, args: Any, _size: int) -> int:
         passed = ctypes.cast(args, ctypes.POINTER(libc._CloneArgs)).contents
         self.calls.append(libc._CloneArgs.from_buffer_copy(passed))  # a copy: the caller's is a local
         if self.errno_number:
@@ -111,7 +112,7 @@ def test_clone3_refused_by_dockers_seccomp_profile_means_fork() -> None:
      ("5.10.0", False), ("4.19.0-26-amd64", False), ("7", True), ("6", False), ("weird", False)],
 )  # fmt: skip
 def test_kernel_at_least(release: str, expected: bool) -> None:
-    assert container.kernel_at_least(release, container.LOCKLESS_SELF_MOVE) is expected
+    assert launcher.kernel_at_least(release, launcher.LOCKLESS_SELF_MOVE) is expected
 
 
 def hybrid(tmp_path: Path) -> Manager:
@@ -134,7 +135,7 @@ def uname(monkeypatch: pytest.MonkeyPatch, release: str) -> None:
     monkeypatch.setattr(os, "uname", lambda: fake)
 
 
-def opened(moved: container._Moved, started: child.Launch) -> list[int]:
+def opened(moved: launcher._Moved, started: child.Launch) -> list[int]:
     fds = [fd for fd, _ in started.tasks] + ([moved.cgroup2_fd] if moved.cgroup2_fd >= 0 else [])
     for fd in fds:
         os.close(fd)
@@ -145,7 +146,7 @@ def test_on_6_0_nothing_is_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("RUNTIME_CLONE3", raising=False)
     uname(monkeypatch, "6.1.0-18-amd64")
     manager, started = hybrid(tmp_path), launch()
-    moved = container._open_cgroups_for_birth(manager, started)
+    moved = launcher._open_cgroups_for_birth(manager, started)
     assert moved.parts == []
     assert moved.cgroup2 is manager.parts[1]
     assert sorted(directory for _, directory in started.tasks) == sorted(manager.parts[0].directories())
@@ -157,7 +158,7 @@ def test_before_6_0_the_init_is_moved_into_v1(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("RUNTIME_CLONE3", raising=False)
     uname(monkeypatch, "5.15.0-91-generic")
     manager, started = hybrid(tmp_path), launch()
-    moved = container._open_cgroups_for_birth(manager, started)
+    moved = launcher._open_cgroups_for_birth(manager, started)
     assert moved.parts == [manager.parts[0]]
     assert started.tasks == ()
     assert len(opened(moved, started)) == 1  # the cgroup2 directory, for clone3
@@ -168,7 +169,7 @@ def test_runtime_clone3_0_moves_the_init_into_every_cgroup(
 ) -> None:
     monkeypatch.setenv("RUNTIME_CLONE3", "0")
     manager, started = hybrid(tmp_path), launch()
-    moved = container._open_cgroups_for_birth(manager, started)
+    moved = launcher._open_cgroups_for_birth(manager, started)
     assert moved.parts == list(manager.parts)
     assert opened(moved, started) == []
 
@@ -177,20 +178,20 @@ def test_runtime_clone3_0_moves_the_init_into_every_cgroup(
 def test_without_cgroups_there_is_nothing_to_join(clone3: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIME_CLONE3", clone3)
     started = launch()
-    moved = container._open_cgroups_for_birth(NoCgroups(), started)
+    moved = launcher._open_cgroups_for_birth(NoCgroups(), started)
     assert (moved.parts, moved.cgroup2_fd, started.tasks) == ([], -1, ())
 
 
 def test_where_clone3_cannot_the_init_is_moved_into_cgroup2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(libc, "fork_into_cgroup", lambda fd: None)
+    monkeypatch.setattr(libc, "fork_into_cgroup", lambda _fd: None)
     monkeypatch.delenv("RUNTIME_CLONE3", raising=False)
     uname(monkeypatch, "6.1.0-18-amd64")
     manager, started = hybrid(tmp_path), launch()
-    moved = container._open_cgroups_for_birth(manager, started)
+    moved = launcher._open_cgroups_for_birth(manager, started)
     fd = moved.cgroup2_fd
-    assert container._clone_into_cgroup2(moved) is None
+    assert launcher._clone_into_cgroup2(moved) is None
     assert moved.parts == [manager.parts[1]]
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fd)  # closed
@@ -207,5 +208,5 @@ def test_a_cgroup_that_cannot_be_opened_is_a_clear_failure(
     Path(manager.parts[0].directories()[1], "tasks").unlink()
     before = set(os.listdir("/proc/self/fd"))
     with pytest.raises(Failure, match=r"cannot join the container's cgroups: .*tasks"):
-        container._open_cgroups_for_birth(manager, launch())
+        launcher._open_cgroups_for_birth(manager, launch())
     assert set(os.listdir("/proc/self/fd")) == before  # what it had opened is closed

@@ -149,7 +149,8 @@ def test_config_inside_a_deb(tmp_path: Path) -> None:
     text = (CONFIGS / "debian-6.12.config").read_bytes()
     deb = _deb(tmp_path, {"./boot/vmlinuz-6.12.9-test": b"kernel", "./boot/config-6.12.9-test": text})
     config = kconfig.load(deb)
-    assert config.version is not None and config.version.release == "6.12.9-test"
+    assert config.version is not None
+    assert config.version.release == "6.12.9-test"
     assert config.value("CPUSETS_V1") == "n"
 
 

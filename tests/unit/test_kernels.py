@@ -206,7 +206,8 @@ def test_from_dir_fake_tree(tmp_path: Path) -> None:
     assert tree.vmlinuz == tmp_path / "vmlinuz"
     assert tree.modules == tmp_path / "lib" / "modules" / RELEASE
     assert tree.modules_dep == tree.modules / "modules.dep"
-    assert tree.config is None and tree.modules_builtin is None
+    assert tree.config is None
+    assert tree.modules_builtin is None
     assert str(tmp_path) in tree.source
 
 
@@ -308,7 +309,8 @@ def test_depmod_indexes_a_small_tree(tmp_path: Path) -> None:
         "kernel/fs/overlayfs/overlay.ko.xz:",
     ]
     aliases = (moddir / "modules.alias").read_text()
-    assert "alias virtio:d00000002v* virtio_blk" in aliases and "alias fs-overlay overlay" in aliases
+    assert "alias virtio:d00000002v* virtio_blk" in aliases
+    assert "alias fs-overlay overlay" in aliases
     assert (moddir / "modules.dep.bin").is_file()  # what the guest's modprobe reads
 
 
@@ -385,7 +387,8 @@ def test_from_deb(tmp_path: Path) -> None:
     tree = kernel_tree.from_deb(deb, cache)
     assert tree.release == RELEASE
     assert tree.vmlinuz.read_bytes() == b"kernel"
-    assert tree.config is not None and tree.config.read_bytes() == b"CONFIG_OVERLAY_FS=m\n"
+    assert tree.config is not None
+    assert tree.config.read_bytes() == b"CONFIG_OVERLAY_FS=m\n"
     assert tree.modules_dep.read_text() == "kernel/fs/overlayfs/overlay.ko:\n"  # shipped, so kept
     assert tree.root.is_relative_to(cache.root / "artifacts")
     assert sorted(p.name for p in tree.root.iterdir()) == ["config", "lib", "vmlinuz"]  # no docs
@@ -405,7 +408,8 @@ def test_from_deb_split_layout_gets_module_indexes(tmp_path: Path) -> None:
     }
     tree = kernel_tree.from_deb(build_deb(tmp_path, files), Cache(tmp_path / "cache"))
     assert tree.modules == tree.root / "lib" / "modules" / RELEASE
-    assert tree.vmlinuz == tree.root / "vmlinuz" and tree.config == tree.root / "config"
+    assert tree.vmlinuz == tree.root / "vmlinuz"
+    assert tree.config == tree.root / "config"
     assert (tree.root / "System.map").is_file()
     assert tree.modules_builtin is not None
     assert tree.modules_dep.read_text() == "kernel/fs/overlayfs/overlay.ko.xz:\n"
@@ -450,7 +454,7 @@ class FakeApt:
         self.debs, self.version = debs, version
         self.downloads: list[str] = []
 
-    def candidate_version(self, name: str) -> str:
+    def candidate_version(self, package: str) -> str:  # noqa: ARG002 - Apt.candidate_version's signature
         return self.version
 
     def download(self, name: str, dest: Path) -> Path:
@@ -466,7 +470,7 @@ def locked_deb(tmp_path: Path) -> tuple[Path, Lock]:
 
 
 def use_apt(monkeypatch: pytest.MonkeyPatch, apt: FakeApt | None) -> None:
-    def open_apt(*args: object) -> FakeApt:
+    def open_apt(*_args: object) -> FakeApt:
         if apt is None:
             raise AssertionError("apt was started although every deb is cached")
         return apt

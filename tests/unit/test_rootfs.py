@@ -12,26 +12,22 @@ from typing import Any
 import pytest
 
 from compat.errors import CompatError
-from compat.images import rootfs
+from compat.images import rootfs, treefiles
 from compat.images.apt import DEFAULT_KEYRING, AptSource
 from compat.images.cache import Cache
-from compat.images.rootfs import (
+from compat.images.debootstrap import debootstrap_argv, mounts_below, tree_bytes
+from compat.images.ext4 import image_size_mib, mkfs_argv
+from compat.images.recipe import (
     RECIPE,
     Recipe,
     RecipeError,
-    build_rootfs,
-    debootstrap_argv,
-    image_key,
-    image_size_mib,
+    RootfsError,
     load_recipe,
-    mkfs_argv,
-    mounts_below,
     parse_recipe,
     render_sshd_config,
     rendered_files,
-    tree_bytes,
-    tree_key,
 )
+from compat.images.rootfs import build_rootfs, image_key, tree_key
 
 MIB = 1 << 20
 MIRROR = AptSource("http://mirror.example/debian", ("bookworm",), ("main",), "/etc/keys/debian.gpg")
@@ -108,8 +104,8 @@ def test_a_symlink_out_of_the_tree_is_refused_with_a_hint(tmp_path: Path) -> Non
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "etc").symlink_to(tmp_path)
-    with pytest.raises(rootfs.RootfsError) as info:
-        rootfs._inside(tree, "etc/hostname")
+    with pytest.raises(RootfsError) as info:
+        treefiles.inside(tree, "etc/hostname")
     assert isinstance(info.value, CompatError)
     assert info.value.message.endswith("(through a symlink)")
     assert info.value.hint == "rebuild the tree"
@@ -262,7 +258,7 @@ def test_mirror_is_not_part_of_the_key(tmp_path: Path, monkeypatch: pytest.Monke
     no_init = tmp_path / "no-guest-init"
     for mirror in (MIRROR, OTHER_MIRROR):
         monkeypatch.setattr(rootfs, "host_mirror", lambda mirror=mirror: mirror)
-        monkeypatch.setattr(rootfs, "run", lambda *a, **k: pytest.fail(f"ran {a}"))
+        monkeypatch.setattr(rootfs, "run", lambda *a, **_k: pytest.fail(f"ran {a}"))
         started = time.monotonic()
         image = build_rootfs(Cache(tmp_path / "cache"), guest_init=no_init)
         assert time.monotonic() - started < 0.5
@@ -279,7 +275,7 @@ def test_recipe_change_misses_the_cache(tmp_path: Path, monkeypatch: pytest.Monk
     class Built(Exception):
         pass
 
-    def no_tree(*args: object) -> Path:
+    def no_tree(*_args: object) -> Path:
         raise Built
 
     monkeypatch.setattr(rootfs, "_tree", no_tree)

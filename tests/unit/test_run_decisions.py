@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from runtime import container, output, runcli, spec
+from runtime import container, decide, output, runcli, spec
 from runtime.cgroups import layout
 from runtime.cgroups.base import Limits
 from runtime.cgroups.manager import plan
 from runtime.cgroups.v1 import V1Cgroup
 from runtime.cgroups.v2 import V2Cgroup
 from runtime.errors import EXIT_RUNTIME, Failure
+from runtime.linux.sysroot import Sysroot
 from tests import hosts
 
 KCONFIG = Path(__file__).parents[1] / "data" / "kconfig"
 
 
-def recorded(spec_: hosts.HostSpec, tmp_path: Path, config: str | None = None) -> hosts.Sysroot:
+def recorded(spec_: hosts.HostSpec, tmp_path: Path, config: str | None = None) -> Sysroot:
     if config:
         text = (KCONFIG / f"debian-{config}.config").read_text()
         spec_ = hosts.with_files(spec_, {f"boot/config-{spec_.osrelease}": text})
@@ -39,7 +40,7 @@ def cgroup_dirs(root: Path) -> list[Path]:
 def test_memory_limit_on_v1_only_6_12_is_refused_naming_memcg_v1(tmp_path: Path) -> None:
     root = recorded(hosts.v1_only_6_12(), tmp_path, config="6.12")
     with pytest.raises(Failure) as refusal:
-        container.choose_cgroups(request(memory=64 * 1024**2), root)
+        decide.choose_cgroups(request(memory=64 * 1024**2), root)
     assert refusal.value.code == EXIT_RUNTIME
     assert "--memory needs the memory controller" in refusal.value.message
     assert "CONFIG_MEMCG_V1" in refusal.value.message
@@ -50,19 +51,19 @@ def test_memory_limit_on_v1_only_6_12_is_refused_naming_memcg_v1(tmp_path: Path)
 def test_memory_limit_on_v1_only_6_12_without_its_config_still_says_why(tmp_path: Path) -> None:
     root = recorded(hosts.v1_only_6_12(), tmp_path)
     with pytest.raises(Failure) as refusal:
-        container.choose_cgroups(request(memory=64 * 1024**2), root)
+        decide.choose_cgroups(request(memory=64 * 1024**2), root)
     assert "CONFIG_MEMCG_V1" in refusal.value.message  # "kernels built without CONFIG_MEMCG_V1, such as …"
 
 
 def test_memory_limit_with_memory_disabled_at_boot(tmp_path: Path) -> None:
     root = recorded(hosts.memory_disabled(hosts.v2_only_6_12()), tmp_path)
     with pytest.raises(Failure, match="cgroup_disable=memory"):
-        container.choose_cgroups(request(memory=64 * 1024**2), root)
+        decide.choose_cgroups(request(memory=64 * 1024**2), root)
 
 
 def test_cpu_limit_on_v1_only_6_12_is_fine(tmp_path: Path) -> None:
     root = recorded(hosts.v1_only_6_12(), tmp_path, config="6.12")
-    manager = container.choose_cgroups(request(cpus=0.5), root)
+    manager = decide.choose_cgroups(request(cpus=0.5), root)
     assert manager is not None
     assert "cpu,cpuacct" in [d.rsplit("/", 3)[-3] for d in manager.directories()]
 
@@ -94,7 +95,7 @@ def test_each_controller_is_used_where_it_lives(make: object, expected: list[typ
 )
 def test_userns_failure_names_the_knob(make: object, number: int, knob: str, tmp_path: Path) -> None:
     root = recorded(make(), tmp_path)  # type: ignore[operator]
-    assert knob in container.userns_failure(number, root)
+    assert knob in decide.userns_failure(number, root)
 
 
 # --- the command line -----------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def test_rootfs_must_be_a_directory_and_not_slash(tmp_path: Path) -> None:
 def test_private_userns_with_the_limit_at_zero_is_refused_up_front(tmp_path: Path) -> None:
     root = recorded(hosts.userns_max_zero(), tmp_path)
     with pytest.raises(Failure) as refusal:
-        container.choose_userns("private", root)
+        decide.choose_userns("private", root)
     assert refusal.value.code == EXIT_RUNTIME
     assert "user.max_user_namespaces=0" in refusal.value.message
 
@@ -173,7 +174,7 @@ def test_auto_userns_falls_back_to_the_host_and_says_why(
     root = recorded(hosts.userns_max_zero(), tmp_path)
     output.verbose = True
     try:
-        assert container.choose_userns("auto", root) == ""
+        assert decide.choose_userns("auto", root) == ""
     finally:
         output.verbose = False
     assert (
@@ -184,7 +185,7 @@ def test_auto_userns_falls_back_to_the_host_and_says_why(
 
 @pytest.mark.parametrize("mode", ["auto", "private"])
 def test_userns_is_used_where_it_works(mode: str, tmp_path: Path) -> None:
-    assert container.choose_userns(mode, recorded(hosts.v2_only_6_12(), tmp_path)) == mode
+    assert decide.choose_userns(mode, recorded(hosts.v2_only_6_12(), tmp_path)) == mode
 
 
 def test_preserve_fds_refuses_a_directory_among_them(tmp_path: Path) -> None:
@@ -197,7 +198,7 @@ def test_preserve_fds_refuses_a_directory_among_them(tmp_path: Path) -> None:
     assert refusal.value.code == EXIT_RUNTIME
 
 
-def test_preserve_fds_passes_files_and_pipes(tmp_path: Path) -> None:
+def test_preserve_fds_passes_files_and_pipes() -> None:
     read, write = os.pipe()
     try:
         assert spec.parse_preserve_fds(str(max(read, write) - 2)) == max(read, write) - 2
@@ -226,11 +227,12 @@ def test_a_bad_seccomp_profile_is_refused_before_anything_exists(tmp_path: Path)
     profile = tmp_path / "profile.json"
     profile.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": "read"}]}')
     with pytest.raises(Failure, match="names") as refusal:
-        container.choose_seccomp(str(profile))
+        decide.choose_seccomp(str(profile))
     assert refusal.value.code == EXIT_RUNTIME
 
 
 def test_unconfined_keeps_the_mknod_rule_where_no_cgroup_holds_devices() -> None:
     assert container._seccomp_filter(None, deny_device_mknod=False) is None
     fallback = container._seccomp_filter(None, deny_device_mknod=True)
-    assert fallback is not None and len(fallback[0]) > 8
+    assert fallback is not None
+    assert len(fallback[0]) > 8

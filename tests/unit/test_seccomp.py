@@ -42,9 +42,12 @@ def check_program(program: list[bpf.Insn]) -> None:
     assert 0 < len(program) <= bpf.BPF_MAXINSNS
     for pc, (code, jt, jf, k) in enumerate(program):
         assert code in (bpf.LD_W_ABS, bpf.AND, bpf.JA, bpf.JEQ, bpf.JGT, bpf.JGE, bpf.JSET, bpf.RET), pc
-        assert 0 <= jt <= 255 and 0 <= jf <= 255 and 0 <= k <= 0xFFFFFFFF, pc
+        assert 0 <= jt <= 255, pc
+        assert 0 <= jf <= 255, pc
+        assert 0 <= k <= 0xFFFFFFFF, pc
         if code == bpf.LD_W_ABS:
-            assert k % 4 == 0 and k < 64, pc  # sizeof(struct seccomp_data) == 64
+            assert k % 4 == 0, pc
+            assert k < 64, pc  # sizeof(struct seccomp_data) == 64
         elif code == bpf.JA:
             assert pc + 1 + k < len(program), pc
         elif code in (bpf.JEQ, bpf.JGT, bpf.JGE, bpf.JSET):
@@ -185,7 +188,9 @@ def test_load_reads_docker_json(tmp_path: Path) -> None:
         8,
     )
     include = prof.rules[2].includes
-    assert include is not None and include.caps == ("CAP_SYS_ADMIN",) and include.min_kernel == (5, 10)
+    assert include is not None
+    assert include.caps == ("CAP_SYS_ADMIN",)
+    assert include.min_kernel == (5, 10)
     program = bpf.instructions(prof, {CAP_SYS_ADMIN}, (6, 1))
     assert run_bpf(program, NUMBERS["getpid"]) == ALLOW  # the unknown name beside it was skipped
     assert run_bpf(program, NUMBERS["personality"], (0x1F08, 0, 0, 0, 0, 0)) == profile.RET_LOG
@@ -369,10 +374,12 @@ def test_bad_profile_is_a_clear_error(document: object, message: str) -> None:
     with pytest.raises(profile.ProfileError) as caught:
         profile.from_dict(document, "seccomp profile p.json")
     error = caught.value
-    assert isinstance(error, Failure) and error.code == EXIT_RUNTIME
+    assert isinstance(error, Failure)
+    assert error.code == EXIT_RUNTIME
     assert error.message.startswith("seccomp profile p.json: ")
     assert message in error.message
-    assert "\n" not in error.message and error.hint
+    assert "\n" not in error.message
+    assert error.hint
 
 
 def test_unreadable_or_broken_files_are_clear_errors(tmp_path: Path) -> None:
@@ -411,7 +418,8 @@ def test_profile_cli_reports_errors_without_traceback(tmp_path: Path) -> None:
         cwd=Path(__file__).parents[2],
     )
     assert result.returncode == 1
-    assert "unknown action 'SCMP_ACT_NOPE'" in result.stdout and "hint:" in result.stdout
+    assert "unknown action 'SCMP_ACT_NOPE'" in result.stdout
+    assert "hint:" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -601,10 +609,10 @@ def test_default_filter_blocks_what_docker_blocks() -> None:
         assert decide(program, "personality", persona) == ALLOW, hex(persona)
     for persona in (0x40000, 0x0400000, 0xFFFFFFFFFFFFFFFF):
         assert decide(program, "personality", persona) == EPERM, hex(persona)
-    assert decide(program, "socket", 2) == ALLOW and decide(program, "socket", 16) == ALLOW
-    assert (
-        decide(program, "socket", 38) == EPERM and decide(program, "socket", 40) == EPERM
-    )  # AF_ALG, AF_VSOCK
+    assert decide(program, "socket", 2) == ALLOW
+    assert decide(program, "socket", 16) == ALLOW
+    assert decide(program, "socket", 38) == EPERM  # AF_ALG
+    assert decide(program, "socket", 40) == EPERM  # AF_VSOCK
     assert decide(program, "mknod", 0, stat.S_IFCHR | 0o666) == EPERM
     assert decide(program, "mknodat", 0, 0, stat.S_IFBLK | 0o600) == EPERM
     assert decide(program, "mknod", 0, stat.S_IFIFO | 0o644) == ALLOW
@@ -625,7 +633,8 @@ def test_default_filter_follows_caps_and_kernel() -> None:
     assert decide(admin, "mount") == ALLOW
     assert decide(admin, "perf_event_open") == ALLOW
     perfmon = bpf.instructions(profile.default(), DEFAULT_CAPS | {c.CAPABILITIES["CAP_PERFMON"]}, (6, 1))
-    assert decide(perfmon, "perf_event_open") == ALLOW and decide(perfmon, "bpf") == EPERM
+    assert decide(perfmon, "perf_event_open") == ALLOW
+    assert decide(perfmon, "bpf") == EPERM
     plain = bpf.instructions(profile.default(), DEFAULT_CAPS, (6, 1))
     assert decide(plain, "mknod", 0, stat.S_IFCHR) == ALLOW  # no device rule unless asked
 

@@ -70,7 +70,8 @@ def test_killed_runs_never_end_by_themselves_and_startup_kills_land_in_the_windo
     assert all(plan.command.argv == ENDLESS for plan in plans if plan.kill is not Kill.NONE)
     assert all(plan.command != IMAGE_COMMAND for plan in plans if plan.source is Source.ROOTFS)
     startup = [plan.delay for plan in plans if plan.kill is Kill.RUNTIME_STARTUP]
-    assert startup and all(0 <= delay <= STARTUP_KILL_WINDOW for delay in startup)
+    assert startup
+    assert all(0 <= delay <= STARTUP_KILL_WINDOW for delay in startup)
 
 
 def plan(kill: Kill, command: Command = COMMANDS[0]) -> Plan:

@@ -21,6 +21,8 @@ START_PATH = (
     "runtime.cli",
     "runtime.runcli",
     "runtime.container",
+    "runtime.decide",
+    "runtime.launch",
     "runtime.child",
     "runtime.rootfs",
     "runtime.state",
@@ -104,5 +106,7 @@ def test_help_describes_the_tool_not_its_imports(capsys: pytest.CaptureFixture[s
     assert done.value.code == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "container runtime" in shown
-    assert "runtime check" in shown and "runtime run" in shown
-    assert cli.__doc__ is not None and " ".join(cli.__doc__.split()) not in shown  # a note for developers
+    assert "runtime check" in shown
+    assert "runtime run" in shown
+    assert cli.__doc__ is not None
+    assert " ".join(cli.__doc__.split()) not in shown  # a note for developers

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runtime import container, output
+from runtime import decide, output
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.features.probes import Outcome
 from runtime.linux.sysroot import Sysroot
@@ -63,7 +63,7 @@ def test_auto_storage_falls_back_to_copy_where_overlay_is_blacklisted(
     root = recorded(hosts.overlay_blacklisted(), tmp_path)
     output.verbose = True
     try:
-        assert container.choose_storage("auto", root, trial=lambda: ENODEV) == "copy"
+        assert decide.choose_storage("auto", root, trial=lambda: ENODEV) == "copy"
     finally:
         output.verbose = False
     err = capsys.readouterr().err
@@ -78,7 +78,7 @@ def test_overlay_storage_asked_for_where_it_cannot_mount_is_refused_before_anyth
     root = recorded(hosts.overlay_blacklisted(), tmp_path)
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(Failure) as refusal:
-        container.choose_storage("overlay", root, trial=lambda: ENODEV)
+        decide.choose_storage("overlay", root, trial=lambda: ENODEV)
     assert refusal.value.code == EXIT_RUNTIME
     assert "--storage overlay: overlayfs cannot mount here" in refusal.value.message
     assert "module_blacklist=overlay" in refusal.value.message
@@ -89,19 +89,17 @@ def test_overlay_storage_asked_for_where_it_cannot_mount_is_refused_before_anyth
 
 @pytest.mark.parametrize("mode", ["auto", "overlay"])
 def test_registered_overlay_is_used_without_a_trial_mount(mode: str, tmp_path: Path) -> None:
-    assert (
-        container.choose_storage(mode, recorded(hosts.v2_only_6_12(), tmp_path), trial=no_trial) == "overlay"
-    )
+    assert decide.choose_storage(mode, recorded(hosts.v2_only_6_12(), tmp_path), trial=no_trial) == "overlay"
 
 
 @pytest.mark.parametrize("make", [hosts.v2_only_6_12, hosts.overlay_blacklisted])
 def test_copy_storage_asked_for_is_copy(make: Callable[[], hosts.HostSpec], tmp_path: Path) -> None:
-    assert container.choose_storage("copy", recorded(make(), tmp_path), trial=no_trial) == "copy"
+    assert decide.choose_storage("copy", recorded(make(), tmp_path), trial=no_trial) == "copy"
 
 
 def test_a_trial_mount_that_loads_overlay_means_overlay(tmp_path: Path) -> None:
     root = recorded(hosts.overlay_not_loaded(), tmp_path)
-    assert container.choose_storage("auto", root, trial=lambda: Outcome(True)) == "overlay"
+    assert decide.choose_storage("auto", root, trial=lambda: Outcome(True)) == "overlay"
 
 
 def test_overlay_not_built_falls_back_to_copy_and_says_why(
@@ -110,7 +108,7 @@ def test_overlay_not_built_falls_back_to_copy_and_says_why(
     root = recorded(hosts.overlay_not_built(), tmp_path)
     output.verbose = True
     try:
-        assert container.choose_storage("auto", root, trial=lambda: ENODEV) == "copy"
+        assert decide.choose_storage("auto", root, trial=lambda: ENODEV) == "copy"
     finally:
         output.verbose = False
     assert "overlay is not registered and could not be loaded" in capsys.readouterr().err
@@ -195,7 +193,8 @@ def test_a_name_must_fit_in_one_file_name_as_the_store_writes_it() -> None:
     assert store_module.reference_problem(fits) is None
     too_long = "a/" * 63 + "b:1"
     problem = store_module.reference_problem(too_long)
-    assert problem is not None and "too long" in problem
+    assert problem is not None
+    assert "too long" in problem
 
 
 def test_a_bad_name_is_refused_before_the_store_is_touched(tmp_path: Path) -> None:

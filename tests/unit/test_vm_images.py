@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import stat
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_a_module_error_carries_its_fix_apart() -> None:
 
 
 def test_missing_build_tools_name_the_packages_in_the_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build.shutil, "which", lambda _tool: None)
+    monkeypatch.setattr(shutil, "which", lambda _tool: None)
     with pytest.raises(build.BuildError) as info:
         build.check_tools()
     assert isinstance(info.value, CompatError)
@@ -86,7 +87,8 @@ def test_module_names() -> None:
 
 
 def parse_cpio(data: bytes) -> dict[str, tuple[int, bytes]]:
-    entries, offset = {}, 0
+    entries: dict[str, tuple[int, bytes]] = {}
+    offset = 0
     while True:
         assert data[offset : offset + 6] == b"070701"
         fields = [int(data[offset + 6 + 8 * i : offset + 14 + 8 * i], 16) for i in range(13)]
@@ -166,7 +168,8 @@ def test_a_bad_flavour_names_the_known_parts_in_its_hint() -> None:
         flavours.parse("v3")
     assert isinstance(info.value, flavours.FlavourError)
     assert info.value.message == "unknown flavour part 'v3' in 'v3'"
-    assert "hybrid" in info.value.hint and "userns-off" in info.value.hint
+    assert "hybrid" in info.value.hint
+    assert "userns-off" in info.value.hint
     assert str(info.value).endswith(f"\n  hint: {info.value.hint}")
 
 
@@ -195,9 +198,14 @@ def test_qemu_command_line(tmp_path: Path) -> None:
 def test_a_failed_build_never_becomes_a_hit(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     build_key = key("kernel", "6.1", 1)
-    with pytest.raises(RuntimeError), cache.build("thing", build_key) as slot:
-        (slot.work / "half").write_text("half")
-        raise RuntimeError("interrupted")
+
+    def interrupted_build() -> None:
+        with cache.build("thing", build_key) as slot:
+            (slot.work / "half").write_text("half")
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        interrupted_build()
     assert not cache.has("thing", build_key)
     assert list((tmp_path / "tmp").iterdir()) == []
     with cache.build("thing", build_key) as slot:
