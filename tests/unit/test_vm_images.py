@@ -18,10 +18,14 @@ from compat.images.cache import Cache, key
 MODULES = Path(__file__).parents[1] / "data" / "modules"
 
 
+def recorded(kernel_id: str, index: str) -> str:
+    path = MODULES / f"debian-{kernel_id}.modules.{index}"
+    return path.read_text() if path.exists() else ""
+
+
 def table(kernel_id: str) -> initramfs.ModuleTable:
     return initramfs.ModuleTable.parse(
-        (MODULES / f"debian-{kernel_id}.modules.dep").read_text(),
-        (MODULES / f"debian-{kernel_id}.modules.builtin").read_text(),
+        *(recorded(kernel_id, i) for i in ("dep", "builtin", "softdep", "alias"))
     )
 
 
@@ -50,13 +54,48 @@ def test_the_modules_that_reach_the_root_disk(kernel_id: str, disk_modules: list
     assert table(kernel_id).load_order(("virtio_pci", "virtio_blk")) == disk_modules
 
 
-@pytest.mark.parametrize("kernel_id", ["5.10", "6.1", "6.12"])
+@pytest.mark.parametrize("kernel_id", ["5.10", "6.1", "6.12", "6.1-generic"])
 def test_dependencies_load_first_and_rng_and_net_come_along(kernel_id: str) -> None:
     modules = table(kernel_id)
     order = modules.load_order()
     assert {"virtio_blk", "virtio_rng", "virtio_net"} <= set(order)
     for position, name in enumerate(order):
         assert all(order.index(dep) < position for dep in modules.deps[name] if dep not in modules.builtin)
+
+
+def test_the_generic_kernel_brings_ext4_and_its_dependencies_in_load_order() -> None:
+    """Debian's generic 6.1 (linux-image-6.1.0-50-amd64) has ext4 as a module: without it, and
+    without what it needs, /init cannot mount /dev/vda ("No such device")."""
+    assert table("6.1-generic").load_order(("virtio_pci", "virtio_blk", initramfs.ROOT_FILESYSTEM)) == [
+        "virtio_pci_legacy_dev",
+        "virtio_pci_modern_dev",
+        "virtio_ring",
+        "virtio",
+        "virtio_pci",
+        "virtio_blk",
+        "crc32c_intel",  # softdep ext4 pre: crypto-crc32c, both modules of that alias
+        "crc32c_generic",
+        "crc16",
+        "mbcache",
+        "jbd2",
+        "ext4",
+    ]
+
+
+def test_the_generic_kernel_crc32c_is_optional_and_the_cloud_kernels_build_ext4_in() -> None:
+    assert table("6.1-generic").soft_only() == {"crc32c_intel", "crc32c_generic"}
+    assert "crc32c_generic" not in table("6.1-generic").load_order(soft=False)
+    for kernel_id in ("5.10", "6.1", "6.12"):
+        assert not {"ext4", "jbd2", "mbcache", "crc16"} & set(table(kernel_id).load_order()), kernel_id
+
+
+def test_a_soft_dependency_that_is_missing_or_loops_is_skipped() -> None:
+    modules = initramfs.ModuleTable.parse(
+        "kernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/c.ko:\n",
+        "",
+        "softdep a pre: no-such-thing c post: b\nsoftdep c pre: a\n",
+    )
+    assert modules.load_order(("a",)) == ["c", "b", "a"]
 
 
 def test_a_module_that_is_nowhere_is_an_error() -> None:
@@ -108,7 +147,7 @@ def test_initramfs_holds_busybox_init_modules_and_console(tmp_path: Path) -> Non
     (release / "modules.dep").write_text(
         "kernel/virtio_blk.ko: \nkernel/virtio-rng.ko:\nkernel/virtio_net.ko: kernel/failover.ko\nkernel/failover.ko:\n"
     )
-    (release / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    (release / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\nkernel/fs/ext4/ext4.ko\n")
     for name in ("virtio_blk", "virtio-rng", "virtio_net", "failover"):
         (release / "kernel" / f"{name}.ko").write_bytes(f"module {name}".encode())
     busybox = tmp_path / "busybox"
@@ -119,6 +158,25 @@ def test_initramfs_holds_busybox_init_modules_and_console(tmp_path: Path) -> Non
     assert entries["bin/busybox"][1] == b"\x7fELF busybox"
     assert entries["modules.order"][1] == b"virtio_blk\nvirtio_rng\nfailover\nvirtio_net\n"
     assert entries["lib/modules/6.12.0-test/virtio_rng.ko"][1] == b"module virtio-rng"
+
+
+def test_initramfs_marks_the_soft_dependencies_in_modules_order(tmp_path: Path) -> None:
+    release = tmp_path / "6.1.0-test-amd64"
+    (release / "kernel").mkdir(parents=True)
+    dep = ["virtio_blk.ko:", "ext4.ko: kernel/jbd2.ko", "jbd2.ko:", "crc32c_generic.ko:", "virtio_rng.ko:"]
+    dep += ["virtio_net.ko:"]
+    (release / "modules.dep").write_text("".join(f"kernel/{line}\n" for line in dep))
+    (release / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    (release / "modules.softdep").write_text("softdep ext4 pre: crypto-crc32c\n")
+    (release / "modules.alias").write_text("alias crypto-crc32c crc32c_generic\n")
+    for line in dep:
+        (release / "kernel" / line.partition(":")[0]).write_bytes(b"module")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF busybox")
+    entries = parse_cpio(gzip.decompress(initramfs.build(release, busybox)))
+    order = entries["modules.order"][1].decode().splitlines()
+    assert order == ["virtio_blk", "crc32c_generic soft", "jbd2", "ext4", "virtio_rng", "virtio_net"]
+    assert "lib/modules/6.1.0-test-amd64/ext4.ko" in entries
 
 
 # --- flavours --------------------------------------------------------------------------------------------
