@@ -19,6 +19,7 @@ from runtime.decide import id_range, userns_failure
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.linux import constants as c
 from runtime.linux import libc
+from runtime.linux.release import kernel_version
 
 TYPE_CHECKING = False  # not typing's: see runtime/errors.py
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def _open_cgroups_for_birth(manager: Manager, launch: child.Launch) -> _Moved:
             if isinstance(part, V2Cgroup):
                 moved.cgroup2_fd = os.open(part.leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 moved.cgroup2 = part
-            elif isinstance(part, V1Cgroup) and kernel_at_least(os.uname().release, LOCKLESS_SELF_MOVE):
+            elif isinstance(part, V1Cgroup) and kernel_version() >= LOCKLESS_SELF_MOVE:
                 for directory in part.directories():
                     tasks.append(
                         (os.open(os.path.join(directory, "tasks"), os.O_WRONLY | os.O_CLOEXEC), directory)
@@ -123,14 +124,6 @@ def _open_cgroups_for_birth(manager: Manager, launch: child.Launch) -> _Moved:
         raise Failure(f"cannot join the container's cgroups: {exc}", "", EXIT_RUNTIME) from exc
     launch.tasks = tuple(tasks)
     return moved
-
-
-def kernel_at_least(release: str, wanted: tuple[int, int]) -> bool:
-    """Whether a release string such as "6.1.0-18-amd64" is at least (major, minor); False if unreadable."""
-    fields = release.split("-", 1)[0].split(".")[:2]
-    if not all(field.isdigit() for field in fields):
-        return False
-    return tuple(int(field) for field in fields) >= wanted
 
 
 def _fork_setup(launch: child.Launch, moved: _Moved) -> int:

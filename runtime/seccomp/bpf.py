@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 
+from runtime.linux.release import kernel_version
 from runtime.seccomp import profile as p
 from runtime.seccomp.syscalls_x86_64 import NUMBERS
 
@@ -81,7 +82,7 @@ def instructions(
     kernel: tuple[int, int] | None = None,
     deny_device_mknod: bool = False,
 ) -> list[Insn]:
-    release = p.kernel_version() if kernel is None else kernel
+    release = kernel_version() if kernel is None else kernel
     default = profile.default_action
     known = [NUMBERS[name] for name in profile.names() if name in NUMBERS]
     enosys_above = max(known) if known and default not in p.PERMISSIVE else None

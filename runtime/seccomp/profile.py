@@ -361,20 +361,6 @@ def _kernel(document: object, where: str, field: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def kernel_version(release: str | None = None) -> tuple[int, int]:
-    """(major, minor) of a release such as "6.1.0-18-cloud-amd64" (default: the running kernel's)."""
-    text = os.uname().release if release is None else release
-    numbers = [0, 0]
-    for position, part in enumerate(text.split(".", 2)[:2]):
-        digits = ""
-        for character in part:
-            if not character.isdigit():
-                break
-            digits += character
-        numbers[position] = int(digits or 0)
-    return numbers[0], numbers[1]
-
-
 def _object(document: object, where: str, field: str) -> dict[str, object]:
     if not isinstance(document, dict):
         raise ProfileError(f"{where}: {field} must be a JSON object, not {_kind(document)}")

@@ -7,20 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import gc, state
+from runtime import gc
 from runtime.linux import constants, libc
 from runtime.storage.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: bind-mounts under a container root")
-
-
-@pytest.fixture
-def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(state, "STATE_ROOT", str(tmp_path))
-    monkeypatch.setenv("RUNTIME_STORE", str(tmp_path / "no-store"))  # never the host's
-    (tmp_path / "containers").mkdir()
-    (tmp_path / "names").mkdir()
-    return tmp_path
 
 
 @pytest.fixture

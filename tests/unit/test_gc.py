@@ -15,15 +15,6 @@ from runtime.storage import importer, overlay
 from runtime.storage.store import Store
 
 
-@pytest.fixture
-def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(state, "STATE_ROOT", str(tmp_path))
-    monkeypatch.setenv("RUNTIME_STORE", str(tmp_path / "no-store"))  # never the host's
-    (tmp_path / "containers").mkdir()
-    (tmp_path / "names").mkdir()
-    return tmp_path
-
-
 def age(path: Path, seconds: float) -> None:
     then = time.time() - seconds
     os.utime(path, (then, then), follow_symlinks=False)

@@ -20,6 +20,7 @@ import pytest
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.linux import constants as c
 from runtime.linux import libc
+from runtime.linux.release import kernel_version
 from runtime.seccomp import bpf, install, profile
 from runtime.seccomp.syscalls_x86_64 import NUMBERS
 
@@ -453,11 +454,11 @@ def test_includes_and_excludes_read_as_docker_reads_them() -> None:
 
 
 def test_kernel_version_parses_releases() -> None:
-    assert profile.kernel_version("6.1.0-18-cloud-amd64") == (6, 1)
-    assert profile.kernel_version("3.12-1-amd64") == (3, 12)
-    assert profile.kernel_version("6.18.44-fc-v669") == (6, 18)
-    assert profile.kernel_version("5.10rc1") == (5, 10)
-    assert profile.kernel_version() == profile.kernel_version(os.uname().release)
+    assert kernel_version("6.1.0-18-cloud-amd64") == (6, 1)
+    assert kernel_version("3.12-1-amd64") == (3, 12)
+    assert kernel_version("6.18.44-fc-v669") == (6, 18)
+    assert kernel_version("5.10rc1") == (5, 10)
+    assert kernel_version() == kernel_version(os.uname().release)
 
 
 # --- the compiler ------------------------------------------------------------------------------------
