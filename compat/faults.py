@@ -22,7 +22,7 @@ MAX_EXCERPT_LINES = 60
 PANIC_FOLLOWS_WITHIN = 12
 
 
-class FaultType(enum.Enum):
+class FaultType(enum.StrEnum):
     PANIC = "panic"
     BUG = "BUG"
     OOPS = "Oops"
@@ -193,6 +193,14 @@ def _absorbs(report: _Report, kind: FaultType, index: int) -> bool:
     return report.type is FaultType.GPF and kind in (FaultType.KASAN, FaultType.OOPS) and near_start
 
 
+_CUT_HERE = "------------[ cut here ]------------"
+
+
+def _preamble_of_another(lines: list[Line], index: int) -> bool:
+    following = _start_type(lines[index + 1].text) if index + 1 < len(lines) else None
+    return following is not None and following not in (FaultType.WARNING, FaultType.LOCKDEP)
+
+
 def _scan(lines: list[Line]) -> list[_Report]:
     reports: list[_Report] = []
     index = 0
@@ -201,6 +209,9 @@ def _scan(lines: list[Line]) -> list[_Report]:
         kind = _start_type(text)
         if kind is None and " invoked oom-killer: " in text and _is_oom_outside_limits(lines, index):
             kind = FaultType.OOM
+        if kind is FaultType.WARNING and text == _CUT_HERE and _preamble_of_another(lines, index):
+            index += 1  # BUG() prints "cut here" too: the report is the one that follows
+            continue
         if kind is FaultType.UBSAN and not text.startswith("UBSAN: "):
             following = lines[index + 1].text if index + 1 < len(lines) else ""
             kind = FaultType.UBSAN if following.startswith("UBSAN: ") else None
@@ -412,6 +423,7 @@ class Watcher:
         self.offset = 0  # bytes of the file read so far
         self._partial = b""
         self._lines: list[Line] = []  # from the first line that may still belong to an open report
+        self.pending = False  # a report has started and not yet ended
 
     def poll(self) -> list[Fault]:
         self._read()
@@ -441,6 +453,7 @@ class Watcher:
         done = [report for report in reports if final or report.closed]
         pending = [report for report in reports if not (final or report.closed)]
         faults = [_fault(report, self._lines) for report in done]
+        self.pending = bool(pending)
         if pending:
             self._lines = self._lines[pending[0].start :]
         else:

@@ -12,7 +12,8 @@ import errno
 import os
 
 from runtime import output
-from runtime.cgroups import layout
+from runtime.cgroups import cpulist, layout
+from runtime.cgroups.base import SUBTREE
 from runtime.cgroups.manager import Manager, NoCgroups, Unavailable, plan
 from runtime.errors import EXIT_RUNTIME, Failure
 from runtime.linux.sysroot import LIVE, Sysroot
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     from runtime.spec import ContainerSpec
 
 DEFAULT_ID_RANGE = (100_000, 65_536)
-LIMIT_FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit"}
+LIMIT_FLAGS = {"memory": "--memory", "cpu": "--cpus", "pids": "--pids-limit", "cpuset": "--cpuset-cpus"}
+ONLINE_CPUS = "/sys/devices/system/cpu/online"
+EFFECTIVE_CPUS = {layout.V1: "cpuset.effective_cpus", layout.V2: "cpuset.cpus.effective"}
 
 
 def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager:
@@ -59,6 +62,8 @@ def choose_cgroups(spec: ContainerSpec, root: Sysroot = LIVE) -> Manager:
         manager = plan(found, spec.container_id, spec.limits, devices)
     except Unavailable as missing:
         raise _refusal(missing.controller, found, root) from None
+    if spec.limits.cpuset_cpus is not None:
+        _check_cpus(spec.limits.cpuset_cpus, found, root)
     output.note(f"cgroups: {found.mode}: {', '.join(manager.directories())}")
     return manager
 
@@ -108,6 +113,44 @@ def _refusal(controller: str, found: layout.Layout, root: Sysroot) -> Failure:
         hint,
         EXIT_RUNTIME,
     )
+
+
+def _check_cpus(wanted: str, found: layout.Layout, root: Sysroot) -> None:
+    """Refuse CPUs that are not online, or that the cgroup the container's would sit in may not use,
+    now rather than as the kernel's EINVAL once cgroups exist. The runtime's own cgroup first: on v1
+    it keeps the CPUs it was given when made (CPU hotplug takes them away), else the hierarchy's root."""
+    ranges = cpulist.parse(wanted) or []  # spec.parse_cpuset_cpus has checked it
+    online = _cpu_file(root, ONLINE_CPUS)
+    missing = cpulist.first_missing(ranges, online) if online is not None else None
+    if online is not None and missing is not None:
+        raise Failure(
+            f"--cpuset-cpus {wanted}: CPU {missing} is not online here (online: {cpulist.spell(online)})",
+            "",
+            EXIT_RUNTIME,
+        )
+    where, mount = found.where("cpuset")
+    if mount is None:
+        return
+    for directory in (os.path.join(mount, SUBTREE), mount):
+        path = os.path.join(directory, EFFECTIVE_CPUS[where])
+        allowed = _cpu_file(root, path)
+        if allowed is None:
+            continue
+        missing = cpulist.first_missing(ranges, allowed)
+        if missing is not None:
+            raise Failure(
+                f"--cpuset-cpus {wanted}: CPU {missing} is not one the runtime's cgroups may use "
+                f"({path}: {cpulist.spell(allowed)})",
+                "",
+                EXIT_RUNTIME,
+            )
+        return
+
+
+def _cpu_file(root: Sysroot, path: str) -> cpulist.Ranges | None:
+    """A CPU list file's ranges; None when it is missing, empty or unreadable."""
+    text = (root.read(path) or "").strip()
+    return cpulist.parse(text) if text else None
 
 
 def id_range() -> tuple[int, int]:

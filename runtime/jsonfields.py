@@ -22,6 +22,7 @@ OBJECT = "an object"
 LIST = "a list"
 STRING = "a string"
 INTEGER = "an integer"
+BOOLEAN = "true or false"
 COUNT = "a non-negative integer"
 NUMBER = "a number >= 0"  # finite
 
@@ -103,6 +104,11 @@ class Field:
             raise self.wording.wrong(self, STRING)
         if not self.value and not empty_ok:
             raise self.wording.empty(self)
+        return self.value
+
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.wording.wrong(self, BOOLEAN)
         return self.value
 
     def integer(self) -> int:

@@ -29,6 +29,7 @@ OPTIONS: tuple[tuple[str, str, str | None, str], ...] = (
     ("--memory", "-m", "SIZE", "memory limit, e.g. 64m; no swap on top"),
     ("--cpus", "", "N", "CPU limit in CPUs, e.g. 0.5"),
     ("--pids-limit", "", "N", "most processes at once"),
+    ("--cpuset-cpus", "", "LIST", "the CPUs the container may run on, e.g. 1, 0-1 or 0,2-3"),
     ("--hostname", "", "NAME", "host name (default: the container id)"),
     ("--env", "-e", "KEY=VAL", "set an environment variable (repeatable)"),
     ("--workdir", "-w", "DIR", "working directory in the container (default /)"),
@@ -135,6 +136,7 @@ def build_spec(options: dict[str, list[str]], command: list[str]) -> spec.Contai
         env, workdir, user = [], last("--workdir") or "/", last("--user") or "0:0"
         passwd, group = os.path.join(rootfs, "etc/passwd"), os.path.join(rootfs, "etc/group")
     memory, cpus, pids = last("--memory"), last("--cpus"), last("--pids-limit")
+    cpuset_cpus = last("--cpuset-cpus")
     name, hostname = last("--name"), last("--hostname")
     return spec.ContainerSpec(
         container_id=container_id,
@@ -149,6 +151,7 @@ def build_spec(options: dict[str, list[str]], command: list[str]) -> spec.Contai
             memory=spec.parse_memory(memory) if memory else None,
             cpus=spec.parse_cpus(cpus) if cpus else None,
             pids=spec.parse_pids(pids) if pids else None,
+            cpuset_cpus=spec.parse_cpuset_cpus(cpuset_cpus) if cpuset_cpus is not None else None,
         ),
         network=spec.check_choice("--network", last("--network") or "none", spec.NETWORKS),
         userns=spec.check_choice("--userns", last("--userns") or "auto", spec.USERNS_MODES),

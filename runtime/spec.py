@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from runtime.cgroups import cpulist
 from runtime.cgroups.base import Limits
 from runtime.errors import EXIT_RUNTIME, Failure
 
@@ -128,6 +129,14 @@ def parse_pids(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise bad(f"--pids-limit {text!r} is not a positive whole number")
     return int(text)
+
+
+def parse_cpuset_cpus(text: str) -> str:
+    """Docker's CPU list, in the kernel's spelling; whether the host has those CPUs is decide's."""
+    ranges = cpulist.parse(text)
+    if ranges is None:
+        raise bad(f"--cpuset-cpus {text}: not a CPU list (e.g. 0-1,3)")
+    return cpulist.spell(ranges)
 
 
 def parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import paramiko
 import testinfra
+import testinfra.backend
+import testinfra.host
 
-from compat import matrix
-from compat.harness.qemu import BootError, Machine, Vm
+from compat import faults, matrix
+from compat.harness.kernel import KernelCrashed, KernelWatch
+from compat.harness.qemu import SMP_DEFAULT, BootError, Machine, Vm, tail
 from compat.images import busybox, testimage
 from compat.images.build import build_all
 from compat.matrix import Cell
@@ -43,7 +47,9 @@ class Guest:
     package: str
     boot_seconds: float
     console_log: Path
+    watch: KernelWatch
     check: dict[str, Any] = field(default_factory=dict)
+    prepared: set[str] = field(default_factory=set)  # what tests set up once per VM (an imported image)
 
     @property
     def version(self) -> KernelVersion:
@@ -56,6 +62,10 @@ class Guest:
     @property
     def features(self) -> dict[str, matrix.Value]:
         return matrix.observed(self.check)
+
+    def replace_with(self, fresh: Guest) -> None:
+        """Become a fresh boot of the same cell, in place: tests hold this object."""
+        self.__dict__.update(fresh.__dict__)
 
     def run(self, command: str) -> Any:
         return self.host.run(command)
@@ -91,16 +101,18 @@ def boot(
     deadline: float,
     extra_args: tuple[str, ...] = (),
     kernel: str | None = None,
+    smp: int = SMP_DEFAULT,
 ) -> Guest:
-    """Raises BootError (an infrastructure failure, with the console's tail) when the VM does not
-    come up; the VM is stopped then too."""
+    """Raises KernelCrashed when the kernel goes down or hangs while booting, BootError (an
+    infrastructure failure, with the console's tail) when the VM does not come up otherwise; the VM
+    is stopped then too."""
     spec = kernel or cell.kernel  # a catalogue id, or the .deb or directory the cell's name stands for
     built = build_all([spec])
     kernel_set = built.kernels[spec]
     config = _kernel_config(cell, kernel_set.kernel.config)
     machine = Machine(
         kernel_set.kernel.vmlinuz, kernel_set.initrd, built.rootfs.image, kernel_set.modules_image, cell.flavour,
-        accel=accel, extra_args=extra_args,
+        accel=accel, extra_args=extra_args, smp=smp,
     )  # fmt: skip
     vm = Vm(machine, workdir)
     started = time.monotonic()
@@ -109,14 +121,19 @@ def boot(
         vm.wait_ready(deadline)
         took = time.monotonic() - started
         ssh_config = _ssh_config(workdir / "ssh_config", vm.ssh_port, built.rootfs.ssh_key)
-        host = testinfra.get_host("paramiko://guest", ssh_config=str(ssh_config), timeout=120)
+        host = _connect("paramiko://guest", ssh_config)
         _install(host, workdir)
+    except (paramiko.SSHException, OSError) as failure:
+        vm.stop()
+        raise BootError(
+            InfraKind.SSH, f"sshd answered but the session failed: {failure}", tail(vm.console)
+        ) from failure
     except BaseException:
         vm.stop()
         raise
-    return _checked(
-        Guest(cell, vm, host, config, kernel_set.kernel.release, kernel_set.kernel.source, took, vm.console)
-    )
+    assert vm.watch is not None
+    release, package = kernel_set.kernel.release, kernel_set.kernel.source
+    return _checked(Guest(cell, vm, host, config, release, package, took, vm.console, vm.watch))
 
 
 def _kernel_config(cell: Cell, path: Path | None) -> kconfig.KernelConfig:
@@ -171,10 +188,13 @@ def boot_vagrant(
         vagrant.join(netns)
         ssh_config = workdir / "ssh_config"
         ssh_config.write_text(config)
-        host = testinfra.get_host(f"paramiko://{name}", ssh_config=str(ssh_config), timeout=120)
+        host = _connect(f"paramiko://{name}", ssh_config)
         _install(host, workdir)
     except (CommandError, vagrant.VagrantError) as failure:
         vm.stop()
+        seen = faults.classify(console.read_bytes()) if console.exists() else []
+        if faults.crash(seen) is not None:
+            raise KernelCrashed(seen) from failure
         tail = console.read_text(errors="replace")[-3000:] if console.exists() else ""
         kind = InfraKind.SSH if isinstance(failure, vagrant.VagrantError) else InfraKind.BOOT_TIMEOUT
         raise BootError(kind, f"vagrant: {failure.message}", tail) from failure
@@ -182,11 +202,19 @@ def boot_vagrant(
         vm.stop()
         raise
     took = time.monotonic() - started
-    return _checked(
-        Guest(
-            cell, vm, host, kernel_config, kernel_set.kernel.release, kernel_set.kernel.source, took, console
-        )
-    )
+    watch = KernelWatch(console, alive=lambda: True)  # libvirt's domain: its console is all we see
+    watch.take(settle=0.0)
+    release, package = kernel_set.kernel.release, kernel_set.kernel.source
+    return _checked(Guest(cell, vm, host, kernel_config, release, package, took, console, watch))
+
+
+def _connect(spec: str, ssh_config: Path) -> Any:
+    """A testinfra host of its own: Host.get_host caches by spec, and a VM booted again to confirm a
+    fault has the same spec and a new sshd."""
+    backend = testinfra.backend.get_backend(spec, ssh_config=str(ssh_config), timeout=120)
+    host = testinfra.host.Host(backend)
+    backend.set_host(host)
+    return host
 
 
 def _install(host: Any, workdir: Path) -> None:

@@ -1,7 +1,9 @@
 """The QEMU backend: an argument builder (pure), and a VM that boots, says ready, and always dies.
 
-Under TCG (no usable KVM here) a VM gets one CPU: TCG with -smp 2 -cpu max oopsed on 7.2 about one
-boot in fifteen. SSH goes through user-mode networking, forwarded from 127.0.0.1 on a free port.
+A VM has SMP_DEFAULT vCPUs, under TCG as under KVM (TCG_CPU says which CPU model TCG emulates, and why).
+Its console is watched from the first byte (compat/harness/kernel.py): a crash or a hang of the kernel
+while it boots is KernelCrashed, the kernel's failure; BootError is the harness's or the host's. SSH goes
+through user-mode networking, forwarded from 127.0.0.1 on a free port.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from pathlib import Path
 
 from compat.errors import CompatError
 from compat.flavours import READY_MARKER, Flavour
+from compat.harness.kernel import HANG_TYPES, KernelCrashed, KernelWatch, ended_boot
 from compat.proc import Spawned, spawn
 from compat.results.model import InfraKind
 
-PANIC_MARKERS = ("Kernel panic", "BUG: ", "Oops: ", "general protection fault", "KCOMPAT-FAILED")
+GUEST_INIT_FAILED = "KCOMPAT-FAILED"  # the guest's init could not set up the flavour
+SMP_DEFAULT = 2
+TCG_CPU = "max"
 
 
 class BootError(CompatError):
@@ -45,17 +50,19 @@ class Machine:
     memory_mb: int = 1024
     accel: str = "tcg"
     extra_args: tuple[str, ...] = field(default=())
+    smp: int = SMP_DEFAULT
 
 
 def kernel_command_line(machine: Machine) -> str:
-    base = ["console=ttyS0", "panic=-1", "oops=panic", "quiet", "loglevel=4"]
+    # loglevel=7: a hung task's or a lockup's stack is printed at KERN_INFO, and its title needs it.
+    base = ["console=ttyS0", "panic=-1", "oops=panic", "loglevel=7"]
     return " ".join([*base, *machine.flavour.kernel_args(), *machine.extra_args])
 
 
 def qemu_argv(machine: Machine, ssh_port: int, console: Path, pidfile: Path) -> list[str]:
     """The whole qemu-system-x86_64 command line: disks on virtio-blk with the root's writes
-    discarded, virtio-rng, one CPU under TCG, SSH forwarded from 127.0.0.1."""
-    cpu = ["-cpu", "max", "-smp", "1"] if machine.accel == "tcg" else ["-cpu", "host", "-smp", "2"]
+    discarded, virtio-rng, machine.smp CPUs, SSH forwarded from 127.0.0.1."""
+    cpu = ["-cpu", TCG_CPU if machine.accel == "tcg" else "host", "-smp", str(machine.smp)]
     argv = [
         "qemu-system-x86_64",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -94,6 +101,7 @@ class Vm:
     workdir: Path
     ssh_port: int = 0
     process: Spawned | None = None
+    watch: KernelWatch | None = None
 
     @property
     def console(self) -> Path:
@@ -108,21 +116,28 @@ class Vm:
         self.ssh_port = self.ssh_port or free_port()
         argv = qemu_argv(self.machine, self.ssh_port, self.console, self.pidfile)
         (self.workdir / "qemu.argv").write_text(" ".join(argv) + "\n")
+        self.console.unlink(
+            missing_ok=True
+        )  # a watch reads from the first byte: this VM's, not the last one's
         # spawn: the VM dies with us even if we are killed (a parent-death signal), in its own group.
         self.process = spawn(argv, stderr=subprocess.PIPE)
+        self.watch = KernelWatch(self.console, self.alive)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def wait_ready(self, deadline: float) -> str:
-        """Wait for the ready marker on the console, then for sshd's banner; returns the marker line."""
+        """Wait for the ready marker on the console, then for sshd's banner; returns the marker line.
+        The kernel going down (or hanging) meanwhile is KernelCrashed; anything else that stops the
+        boot is a BootError."""
+        assert self.watch is not None, "start() first"
         end = time.monotonic() + deadline
         while time.monotonic() < end:
+            self.watch.take(settle=0.0)
+            self._check_crash()
             text = self.console.read_text(errors="replace") if self.console.exists() else ""
-            for marker in PANIC_MARKERS:
-                if marker in text:
-                    raise BootError(
-                        InfraKind.PANIC if marker != "KCOMPAT-FAILED" else InfraKind.GUEST_INIT,
-                        marker,
-                        tail(self.console),
-                    )
+            if GUEST_INIT_FAILED in text:
+                raise BootError(InfraKind.GUEST_INIT, GUEST_INIT_FAILED, tail(self.console))
             self._check_alive()
             # Whole lines only: the guest may be half-way through writing the marker.
             for line in text.splitlines(keepends=True):
@@ -130,12 +145,29 @@ class Vm:
                     wait_for_ssh_banner(self.ssh_port, end - time.monotonic(), self.console)
                     return line.rstrip("\r\n")
             time.sleep(0.1)
+        self.watch.finish()
+        if any(fault.type in HANG_TYPES or fault.type.kills_the_task for fault in self.watch.seen):
+            # A stall, or an oops that killed a task the boot waits for: the kernel's failure, not the host's.
+            raise KernelCrashed(ended_boot(self.watch.seen))
         raise BootError(
             InfraKind.BOOT_TIMEOUT, f"no {READY_MARKER} within {deadline:.0f} s", tail(self.console)
         )
 
+    def _check_crash(self) -> None:
+        assert self.watch is not None
+        if self.watch.crashed is None:
+            return
+        stop = time.monotonic() + 2.0  # QEMU leaves (-no-reboot) once the panic is printed
+        while self.alive() and time.monotonic() < stop:
+            time.sleep(0.1)
+        self.watch.finish()
+        raise KernelCrashed(self.watch.seen)
+
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
+            assert self.watch is not None
+            self.watch.finish()
+            self._check_crash()
             pipe = self.process.process.stderr
             stderr = pipe.read().decode(errors="replace") if pipe else ""
             raise BootError(

@@ -38,7 +38,8 @@ SUMMARY = pytest.StashKey[str]()
 
 
 class CellRecord:
-    """A cell as its worker saw it: the model cell (no tests yet), and the accelerator its VM used."""
+    """A cell as its worker saw it: the model cell (no tests yet), the accelerator its VM used, and the
+    kernel's faults, in the order they happened."""
 
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
@@ -48,52 +49,84 @@ class CellRecord:
             boot_seconds=None, console_log="", infra_error=None, features={}, expected={}, tests=(),
         )  # fmt: skip
 
-    def _console(self, console: Path, reports: Path) -> str:
-        kept = reports / "consoles" / f"{self.cell.id}.log"
+    def keep_console(self, console: Path, reports: Path, boot: int = 1) -> None:
+        """consoles/<cell>.log for the cell's first boot, consoles/<cell>.<n>.log for a later one."""
+        name = f"{self.cell.id}.log" if boot == 1 else f"{self.cell.id}.{boot}.log"
+        kept = reports / "consoles" / name
         kept.parent.mkdir(parents=True, exist_ok=True)
         if console.exists():
             shutil.copyfile(console, kept)
-        return str(kept.relative_to(reports))
+        if boot == 1:
+            self.result = dataclasses.replace(self.result, console_log=str(kept.relative_to(reports)))
 
-    def infra_error(self, failure: BootError, console: Path, reports: Path) -> None:
-        message = failure.message.split("\n--- console", 1)[0]
-        self.result = dataclasses.replace(
-            self.result,
-            console_log=self._console(console, reports),
-            infra_error=model.InfraError(failure.kind, message, failure.console_tail),
-        )
+    def infra_error(self, failure: BootError) -> None:
+        self.result = dataclasses.replace(self.result, infra_error=_infra(failure))
 
-    def booted(self, guest: Any, reports: Path) -> None:
+    def retried(self, failure: BootError) -> None:
+        """The first boot's infra error: a second boot follows."""
+        self.result = dataclasses.replace(self.result, retried=_infra(failure))
+
+    def booted(self, guest: Any) -> None:
         self.result = dataclasses.replace(
-            self.result, console_log=self._console(guest.console_log, reports), release=guest.release,
-            package=guest.package, boot_seconds=round(guest.boot_seconds, 2), features=dict(guest.features),
-            expected=expected(self.cell, guest.config),
+            self.result, release=guest.release, package=guest.package, boot_seconds=round(guest.boot_seconds, 2),
+            features=dict(guest.features), expected=expected(self.cell, guest.config),
         )  # fmt: skip
+
+    def add_fault(self, fault: model.KernelFault) -> None:
+        self.result = dataclasses.replace(self.result, faults=(*self.result.faults, fault))
+
+    @property
+    def crash(self) -> model.KernelFault | None:
+        return self.result.crash
 
     def write(self, reports: Path) -> None:
         document = {**schema.cell_document(self.result), "accel": self.accel}
         (reports / "cells" / f"{self.cell.id}.json").write_text(json.dumps(document, indent=2))
 
 
+def _infra(failure: BootError) -> model.InfraError:
+    message = failure.message.split("\n--- console", 1)[0]
+    return model.InfraError(failure.kind, message, failure.console_tail)
+
+
+FAULT_PROPERTY = "kcompat_kernel_fault"  # the headline of the kernel fault that failed the test
+NOT_RUN_PROPERTY = "kcompat_not_run"  # why the test could not run: the kernel had crashed
+
+
 def test_entry(report: pytest.TestReport, cell_property: str, absent_property: str) -> Reported:
     properties = dict(report.user_properties)
     outcome: str = report.outcome
-    if report.when != "call" and report.failed:
+    message = (
+        report.longreprtext.strip().splitlines()[-1][:500] if report.failed and report.longreprtext else ""
+    )
+    if properties.get(NOT_RUN_PROPERTY):
+        outcome, message = "not-run", str(properties[NOT_RUN_PROPERTY])
+    elif report.when == "call" and properties.get(FAULT_PROPERTY):
+        outcome, message = "failed", str(properties[FAULT_PROPERTY])
+    elif report.when != "call" and report.failed:
         outcome = "error"  # a failing fixture: the VM did not come up, or the harness broke
     elif report.when == "call" and report.passed and properties.get(absent_property):
         outcome = "expected-absent"
-    path, _, name = report.nodeid.partition("::")
     cell = properties.get(cell_property)
+    group, name = _group_and_name(report.nodeid, str(cell or ""))
     case = model.Case(
-        name=_test_name(name, str(cell or "")),
-        group=Path(path).stem.removeprefix("test_"),
+        name=name,
+        group=group,
         outcome=model.Outcome(outcome),
         duration_seconds=round(report.duration, 3),
-        message=report.longreprtext.strip().splitlines()[-1][:500]
-        if report.failed and report.longreprtext
-        else "",
+        message=message,
     )
     return Reported(None if cell is None else str(cell), report.when, case)
+
+
+def case_key(nodeid: str, cell_id: str) -> str:
+    """compat/tests/test_overlay.py::test_x[6.1-v2-copy] -> overlay::test_x[copy], as in the results."""
+    return "::".join(_group_and_name(nodeid, cell_id))
+
+
+def _group_and_name(nodeid: str, cell_id: str) -> tuple[str, str]:
+    path, _, name = nodeid.partition("::")
+    return Path(path).stem.removeprefix("test_"), _test_name(name, cell_id)
 
 
 def _test_name(name: str, cell_id: str | None) -> str:
@@ -110,8 +143,12 @@ def _tests_for(cell_id: str, reports: list[Reported]) -> tuple[model.Case, ...]:
     for entry in reports:
         if entry.cell != cell_id:
             continue
-        # One entry per test: the call's outcome, or a setup's skip or error, or a teardown's error.
-        if entry.when == "call" or entry.case.outcome in (model.Outcome.ERROR, model.Outcome.SKIPPED):
+        # One entry per test: the call's outcome, or a setup's skip, not-run or error, or a teardown's error.
+        if entry.when == "call" or entry.case.outcome in (
+            model.Outcome.ERROR,
+            model.Outcome.SKIPPED,
+            model.Outcome.NOT_RUN,
+        ):
             chosen[entry.case.name] = entry.case
     return tuple(chosen.values())
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from html import escape
 
 from compat.results.model import Cell, Results
-from compat.results.status import Problem, Status, columns, entry, problems, summary_line
+from compat.results.status import Problem, Status, columns, entry, problems, retry_note, summary_line
 from compat.results.text import boot_text, console_href, printable, run_line, short_json
 
 _CSS = """\
@@ -18,6 +18,8 @@ td.pass { background: #d9f2d9; }
 td.fail { background: #f7c6c6; font-weight: bold; }
 td.expected-absent { background: #ececec; color: #555; }
 td.infra-error { background: #ffdca8; font-weight: bold; }
+td.kernel-crash { background: #d62d2d; color: #fff; font-weight: bold; }
+td.not-run { background: #f3e3e3; color: #7a4a4a; }
 td.skipped { color: #999; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
 """
@@ -47,8 +49,9 @@ def render(results: Results, *, link_base: str = "") -> str:
         *rows,
         "</tbody>",
         "</table>",
-        "<h2>Failures and infra errors</h2>",
+        "<h2>Failures, kernel faults and infra errors</h2>",
         f"<ul>\n{items}\n</ul>" if found else "<p>None.</p>",
+        *_retries(results),
         "</body>",
         "</html>",
     ]
@@ -70,22 +73,34 @@ def _row(cell: Cell, names: Sequence[str], link_base: str) -> str:
     for column in names:
         status = entry(cell, column)
         title = ""
-        if column in cell.expected and status is not Status.INFRA_ERROR:
+        if column in cell.expected and status not in (Status.INFRA_ERROR, Status.CRASH):
             expected, got = short_json(cell.expected[column]), short_json(cell.features.get(column))
             title = f' title="expected {_h(expected)}, got {_h(got)}"'
         entries.append(f'<td class="{status.value}"{title}>{_h(status.word)}</td>')
     return f"<tr>{head}{''.join(entries)}</tr>"
 
 
+def _retries(results: Results) -> list[str]:
+    notes = [
+        f"<li><strong>{_h(cell.id)}</strong> {_h(retry_note(cell))}</li>"
+        for cell in results.cells
+        if cell.retried
+    ]
+    return ["<h2>Retried boots</h2>", "<ul>", *notes, "</ul>"] if notes else []
+
+
 def _problem(problem: Problem) -> str:
-    if problem.item == "boot":
+    if problem.fault:
+        head = f"<strong>{_h(problem.cell)}</strong> kernel fault"
+    elif problem.item == "boot":
         head = f"<strong>{_h(problem.cell)}</strong> infra error ({_h(problem.what)})"
     else:
         head = f"<strong>{_h(problem.cell)}</strong> <code>{_h(problem.item)}</code> {_h(problem.what)}"
     message = printable(problem.message)
     body = f"<pre>{_h(message)}</pre>" if "\n" in message.strip() else f" {_h(message)}"
     if problem.console_tail:
-        body += f"\n<p>console tail:</p>\n<pre>{_h(problem.console_tail)}</pre>"
+        label = "console excerpt" if problem.fault else "console tail"
+        body += f"\n<p>{label}:</p>\n<pre>{_h(problem.console_tail)}</pre>"
     return f"<li>{head}:{body}</li>"
 
 

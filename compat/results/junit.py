@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from compat.results.model import Case, Cell, Outcome
-from compat.results.status import Status, feature_status, mismatch
+from compat.results.model import Case, Cell, KernelFault, Outcome
+from compat.results.status import Status, feature_status, mismatch, retry_note
 from compat.results.text import printable, short_json
 
 
 def render(cell: Cell) -> str:
     """One <testsuite> named after the cell: a testcase per feature (classname "features") and per
-    test (classname = group); an infra error is one testcase "boot" with an <error>."""
+    test (classname = group); an infra error is one testcase "boot" with an <error>. A kernel fault is a
+    <failure> of the test it happened in (its type names the fault, its text is the console excerpt), or
+    of a testcase "kernel" named after where it happened when no test was running; tests the crash
+    stopped are <skipped>."""
     suite = ET.Element("testsuite", name=cell.id)
     properties = ET.SubElement(suite, "properties")
     for name in ("kernel", "release", "package", "flavour"):
@@ -26,11 +29,18 @@ def render(cell: Cell) -> str:
         counts["tests"], counts["errors"] = 1, 1
         total = cell.boot_seconds or 0.0
     else:
-        for key in cell.expected:
-            _feature_case(suite, cell, key, counts)
+        crash = cell.crash
+        if crash is None or crash.during != "boot":  # a crash at boot measured nothing
+            for key in cell.expected:
+                _feature_case(suite, cell, key, counts)
+        faults = {fault.during: fault for fault in cell.faults}
         for test in cell.tests:
-            _test_case(suite, test, counts)
+            _test_case(suite, test, counts, faults.pop(test.key, None))
             total += test.duration_seconds
+        for fault in faults.values():
+            _fault_case(suite, fault, counts)
+    if cell.retried is not None:
+        ET.SubElement(suite, "system-out").text = printable(retry_note(cell))
     for name, count in counts.items():
         suite.set(name, str(count))
     suite.set("time", f"{total:.3f}")
@@ -58,17 +68,35 @@ def _feature_case(suite: ET.Element, cell: Cell, key: str, counts: dict[str, int
         ).text = f"absent ({short_json(cell.features.get(key))}), as this cell expects"
 
 
-def _test_case(suite: ET.Element, test: Case, counts: dict[str, int]) -> None:
+def _fault_case(suite: ET.Element, fault: KernelFault, counts: dict[str, int]) -> None:
+    case = _testcase(suite, "kernel", fault.where, 0.0)
+    counts["tests"] += 1
+    _fault_failure(case, fault)
+    counts["failures"] += 1
+
+
+def _fault_failure(case: ET.Element, fault: KernelFault) -> None:
+    message = printable(f"{fault.headline} ({fault.confirmation})")
+    failure = ET.SubElement(case, "failure", type=fault.what, message=message)
+    failure.text = printable(f"{message}\n\n{fault.excerpt}")
+
+
+def _test_case(
+    suite: ET.Element, test: Case, counts: dict[str, int], fault: KernelFault | None = None
+) -> None:
     case = _testcase(suite, test.group, test.name, test.duration_seconds)
     counts["tests"] += 1
     summary = printable(test.message.splitlines()[0] if test.message.strip() else test.outcome.value)
-    if test.outcome is Outcome.FAILED:
+    if fault is not None:
+        _fault_failure(case, fault)
+        counts["failures"] += 1
+    elif test.outcome is Outcome.FAILED:
         ET.SubElement(case, "failure", message=summary).text = printable(test.message)
         counts["failures"] += 1
     elif test.outcome is Outcome.ERROR:
         ET.SubElement(case, "error", message=summary).text = printable(test.message)
         counts["errors"] += 1
-    elif test.outcome is Outcome.SKIPPED:
+    elif test.outcome in (Outcome.SKIPPED, Outcome.NOT_RUN):
         ET.SubElement(case, "skipped", message=summary)
         counts["skipped"] += 1
     elif test.outcome is Outcome.EXPECTED_ABSENT:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 
 from compat.results.model import Results
-from compat.results.status import Problem, columns, entry, problems, summary_line
+from compat.results.status import Problem, columns, entry, problems, retry_note, summary_line
 from compat.results.text import boot_text, console_href, printable, run_line
 
 
@@ -34,21 +34,26 @@ def render(results: Results, *, link_base: str = "") -> str:
             *(entry(cell, column).word for column in columns(results)),
         ]
         lines.append(_row(row))
-    lines += ["", "## Failures and infra errors", ""]
+    lines += ["", "## Failures, kernel faults and infra errors", ""]
     found = [problem for cell in results.cells for problem in problems(cell)]
     lines += [line for problem in found for line in _problem(problem)] or ["None."]
+    retried = [f"- **{_text(cell.id)}** {_text(retry_note(cell))}" for cell in results.cells if cell.retried]
+    lines += ["", "## Retried boots", "", *retried] if retried else []
     return "\n".join(lines) + "\n"
 
 
 def _problem(problem: Problem) -> list[str]:
     head = f"- **{_text(problem.cell)}** {_code(problem.item)} {_text(problem.what)}"
-    if problem.item == "boot":
+    if problem.fault:
+        head = f"- **{_text(problem.cell)}** kernel fault"
+    elif problem.item == "boot":
         head = f"- **{_text(problem.cell)}** infra error ({_text(problem.what)})"
     message = printable(problem.message)
     multiline = "\n" in message.strip()
     lines = [f"{head}:", *_block(message)] if multiline else [f"{head}: {_text(message)}"]
     if problem.console_tail:
-        lines += ["", "  console tail:", *_block(printable(problem.console_tail))]
+        label = "console excerpt" if problem.fault else "console tail"
+        lines += ["", f"  {label}:", *_block(printable(problem.console_tail))]
     return lines
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from compat.errors import CompatError
+from compat.faults import FaultType
 
 FeatureValue: TypeAlias = str | bool | None
 
@@ -25,14 +26,17 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"
     ERROR = "error"
     EXPECTED_ABSENT = "expected-absent"  # the test confirmed that the feature is absent, as the cell expects
+    NOT_RUN = "not-run"  # the kernel had crashed before this test's turn
 
 
 FAILING = frozenset({Outcome.FAILED, Outcome.ERROR})
 
 
 class InfraKind(enum.StrEnum):
+    """What went wrong in the harness or the host. A fault of the kernel under test is never one of
+    these: it is a KernelFault, the kernel's failure."""
+
     BOOT_TIMEOUT = "boot timeout"
-    PANIC = "kernel panic or oops"
     SSH = "ssh failure"
     QEMU_EXITED = "qemu exited"
     GUEST_INIT = "guest init failed"
@@ -63,6 +67,51 @@ class InfraError:
 
 
 @dataclass(frozen=True)
+class KernelFault:
+    """A fault of the kernel under test, from its console: where it happened and how often it came back.
+
+    during is "boot", a test's key ("group::name"), or "" (between tests, or after the last). seen of
+    tries: the boots of this cell that showed the same title (the first one, and the confirmation)."""
+
+    type: FaultType
+    title: str
+    function: str | None
+    excerpt: str
+    crashed: bool
+    during: str
+    seen: int = 1
+    tries: int = 1
+
+    @property
+    def where(self) -> str:
+        if self.during == "boot":
+            return "at boot"
+        return f"during {self.during}" if self.during else "between tests"
+
+    @property
+    def what(self) -> str:
+        """ "kernel panic" for a crash (oops=panic makes every oops one), "kernel hang" for a stall that
+        ended the cell, else the fault's type."""
+        if not self.crashed:
+            return f"kernel {self.type.value}"
+        stalls = (FaultType.HUNG_TASK, FaultType.SOFT_LOCKUP, FaultType.HARD_LOCKUP, FaultType.RCU_STALL)
+        return "kernel hang" if self.type in stalls else "kernel panic"
+
+    @property
+    def headline(self) -> str:
+        """`kernel panic during overlay::test_x: kernel panic: sysrq triggered crash`."""
+        return f"{self.what} {self.where}: {self.title}"
+
+    @property
+    def confirmation(self) -> str:
+        if self.tries <= 1:
+            return "seen once, not confirmed"
+        if self.seen == self.tries:
+            return f"reproduced {self.seen}/{self.tries}"
+        return f"seen {self.seen}/{self.tries}, flaky"
+
+
+@dataclass(frozen=True)
 class Cell:
     """One kernel booted as one host flavour."""
 
@@ -77,6 +126,13 @@ class Cell:
     features: Mapping[str, FeatureValue]
     expected: Mapping[str, FeatureValue]
     tests: tuple[Case, ...]
+    faults: tuple[KernelFault, ...] = ()
+    retried: InfraError | None = None  # the first boot's infra error, when a second boot was tried
+
+    @property
+    def crash(self) -> KernelFault | None:
+        """The fault that brought the kernel down and ended the cell, if one did."""
+        return next((fault for fault in self.faults if fault.crashed), None)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from compat.faults import FaultType
 from compat.results.model import (
     Case,
     Cell,
     FeatureValue,
     InfraError,
     InfraKind,
+    KernelFault,
     Outcome,
     ReportError,
     Results,
@@ -27,8 +29,8 @@ from compat.results.model import (
 from compat.results.text import short_json
 from runtime.jsonfields import NUMBER, Field, Wording
 
-SCHEMA = 1
-SUITE_VERSION = "0.1.0"
+SCHEMA = 2  # 2: kernel faults (faults, the not-run outcome) apart from infra errors; retried boots
+SUITE_VERSION = "0.2.0"
 # A cell id names its JUnit file, so it stays a plain file name.
 _CELL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _E = TypeVar("_E", bound=enum.StrEnum)
@@ -90,7 +92,6 @@ def dump(results: Results) -> str:
 
 def cell_document(cell: Cell) -> dict[str, object]:
     """One cell as the schema writes it."""
-    infra = cell.infra_error
     return {
         "id": cell.id,
         "kernel": cell.kernel,
@@ -99,12 +100,31 @@ def cell_document(cell: Cell) -> dict[str, object]:
         "flavour": cell.flavour,
         "boot_seconds": cell.boot_seconds,
         "console_log": cell.console_log,
-        "infra_error": None
-        if infra is None
-        else {"kind": infra.kind.value, "message": infra.message, "console_tail": infra.console_tail},
+        "infra_error": _infra_document(cell.infra_error),
+        "retried": _infra_document(cell.retried),
+        "faults": [fault_document(fault) for fault in cell.faults],
         "features": dict(cell.features),
         "expected": dict(cell.expected),
         "tests": [case_document(case) for case in cell.tests],
+    }
+
+
+def _infra_document(infra: InfraError | None) -> dict[str, object] | None:
+    if infra is None:
+        return None
+    return {"kind": infra.kind.value, "message": infra.message, "console_tail": infra.console_tail}
+
+
+def fault_document(fault: KernelFault) -> dict[str, object]:
+    return {
+        "type": fault.type.value,
+        "title": fault.title,
+        "function": fault.function,
+        "crashed": fault.crashed,
+        "during": fault.during,
+        "seen": fault.seen,
+        "tries": fault.tries,
+        "excerpt": fault.excerpt,
     }
 
 
@@ -154,6 +174,9 @@ def _cell(obj: Field) -> Cell:
         raise ReportError(f"{log_field.path}: {console_log!r} is not relative to the results directory")
     infra_field = obj.member("infra_error")
     infra = None if infra_field.value is None else _infra(infra_field)
+    retried_field = obj.member("retried")
+    retried = None if retried_field.value is None else _infra(retried_field)
+    faults = tuple(_fault(item) for item in obj.member("faults").items())
     boot = obj.member("boot_seconds")
     features = _features(obj.member("features"))
     expected = _features(obj.member("expected"))
@@ -175,7 +198,34 @@ def _cell(obj: Field) -> Cell:
         features=features,
         expected=expected,
         tests=tests,
+        faults=faults,
+        retried=retried,
     )
+
+
+def _fault(obj: Field) -> KernelFault:
+    function = obj.member("function")
+    seen, tries = obj.member("seen"), obj.member("tries")
+    fault = KernelFault(
+        type=_choice(FaultType, obj.member("type")),
+        title=obj.member("title").string(empty_ok=False),
+        function=None if function.value is None else function.string(empty_ok=False),
+        excerpt=obj.member("excerpt").string(),
+        crashed=obj.member("crashed").boolean(),
+        during=obj.member("during").string(),
+        seen=_count(seen),
+        tries=_count(tries),
+    )
+    if fault.seen > fault.tries:
+        raise ReportError(f"{seen.path}: {fault.seen} is more than tries ({fault.tries})")
+    return fault
+
+
+def _count(found: Field) -> int:
+    value = found.integer()
+    if value < 1:
+        raise ReportError(f"{found.path}: expected a count (an integer >= 1), got {value}")
+    return value
 
 
 def _same_keys(

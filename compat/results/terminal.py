@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from compat.results.model import Results
-from compat.results.status import cell_status, problems, summary_line
+from compat.results.status import cell_status, problems, retry_note, summary_line
 from compat.results.text import boot_text, printable
 
 
@@ -15,6 +15,12 @@ def render(results: Results) -> str:
         found = problems(cell)
         if cell.infra_error is not None:
             failing = f"{found[0].what}: {found[0].message}"
+        elif cell.crash is not None:
+            failing = next(
+                problem.message
+                for problem in found
+                if problem.fault and problem.item == (cell.crash.during or "between tests")
+            )
         else:
             failing = ", ".join(problem.item for problem in found)
         rows.append(
@@ -25,4 +31,5 @@ def render(results: Results) -> str:
         "  ".join([*(value.ljust(width) for value, width in zip(row, widths, strict=False)), row[4]]).rstrip()
         for row in rows
     ]
-    return "\n".join([*lines, summary_line(results)]) + "\n"
+    notes = [f"{cell.id}: {retry_note(cell)}" for cell in results.cells if cell.retried is not None]
+    return "\n".join([*lines, *notes, summary_line(results)]) + "\n"

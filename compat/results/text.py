@@ -33,8 +33,8 @@ def short_json(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 def unique(items: Iterable[str]) -> list[str]:

@@ -1,8 +1,12 @@
 """The compat suite's pytest plumbing: the matrix as a session-scoped `cell` parameter, one VM per
-cell per worker (booted on first use, reused by every test of that cell, always stopped), an xdist
-scheduler that keeps a cell's tests on one worker, and the results JSON written at the end.
+cell per worker (booted on first use, reused by every test of that cell, always stopped), the kernel's
+console read before and after every test (compat/harness/cellrun.py), an xdist scheduler that keeps a
+cell's tests on one worker, and the results JSON written at the end.
 
-    pytest compat/tests [--matrix default|full] [--cells 6.1-v2,...] [--accel auto|kvm|tcg] [-n 2]
+A fault of the kernel during a test fails that test with the fault's headline, whatever its own
+assertions said; a crash ends the cell, and its remaining tests are reported as not run.
+
+    pytest compat/tests [--matrix default|full] [--cells 6.1-v2,...] [--accel auto|kvm|tcg] [--smp N] [-n 2]
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import pytest
 
 from compat import matrix
 from compat.harness import accel as accelerator
-from compat.harness import results
+from compat.harness import inject, results
+from compat.harness.cellrun import CellRun
 from compat.harness.guest import Guest, boot, boot_vagrant
-from compat.harness.qemu import BootError, reap_stale
+from compat.harness.qemu import SMP_DEFAULT, reap_stale
 from compat.matrix import Cell
 
 CELL_PROPERTY = "kcompat_cell"
@@ -40,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--kernel-map", default="", help="NAME=SPEC,...: a cell's kernel NAME is the .deb or directory SPEC"
     )
+    group.addoption("--smp", type=int, default=SMP_DEFAULT, help="vCPUs per VM")
+    group.addoption(
+        "--inject-fault",
+        default="",
+        help="KIND@TEST: make the kernel fault for real when TEST starts (self-check)",
+    )
 
 
 def selected_cells(config: pytest.Config) -> list[Cell]:
@@ -54,6 +65,12 @@ def reports_dir(config: pytest.Config) -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    try:
+        inject.parse(config.getoption("inject_fault"))
+    except inject.InjectionError as exc:
+        raise pytest.UsageError(f"{exc.message} ({exc.hint})") from exc
+    if config.getoption("smp") < 1:
+        raise pytest.UsageError("--smp: a VM needs at least one vCPU")
     if not hasattr(config, "workerinput"):  # the controller, or a run without xdist
         directory = reports_dir(config)
         (directory / "cells").mkdir(parents=True, exist_ok=True)
@@ -132,34 +149,77 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def guest(cell: Cell, request: pytest.FixtureRequest) -> Iterator[Guest]:
+def cell_run(cell: Cell, request: pytest.FixtureRequest) -> Iterator[CellRun]:
+    """The cell's VM, booted on first use (an infra error retried once, a kernel crash confirmed by a
+    second boot); its last VM always stopped."""
     config = request.config
     directory = reports_dir(config)
     workdir = directory / "vms" / cell.id
     record = results.CellRecord(cell)
-    try:
-        kernels = dict(
-            item.split("=", 1) for item in config.getoption("kernel_map").split(",") if "=" in item
-        )
-        spec = kernels.get(cell.kernel, cell.kernel)
-        mode = accelerator.choose(config.getoption("accel"), spec)
-        record.accel = mode
-        extra = tuple(config.getoption("append").split())
+    kernels = dict(item.split("=", 1) for item in config.getoption("kernel_map").split(",") if "=" in item)
+    spec = kernels.get(cell.kernel, cell.kernel)
+    mode = accelerator.choose(config.getoption("accel"), spec)
+    record.accel = mode
+    extra = tuple(config.getoption("append").split())
+    smp = config.getoption("smp")
+
+    def fresh() -> Guest:
         if config.getoption("backend") == "vagrant":
             driver = "kvm" if mode == "kvm" else "qemu"  # lv.driver, from the same accelerator probe
-            booted = boot_vagrant(cell, workdir, os.environ["KCOMPAT_NETNS"], driver, extra, spec)
-        else:
-            booted = boot(cell, workdir, mode, config.getoption("boot_deadline"), extra, spec)
-    except BootError as failure:
-        record.infra_error(failure, workdir / "console.log", directory)
-        record.write(directory)
-        raise
-    record.booted(booted, directory)
-    record.write(directory)
+            return boot_vagrant(cell, workdir, os.environ["KCOMPAT_NETNS"], driver, extra, spec)
+        return boot(cell, workdir, mode, config.getoption("boot_deadline"), extra, spec, smp)
+
+    run = CellRun(fresh, record, directory, workdir)
+    run.injection = inject.parse(config.getoption("inject_fault"))
     try:
-        yield booted
+        run.start()
+        yield run
     finally:
-        booted.vm.stop()
+        run.finish()
+
+
+@pytest.fixture
+def guest(cell_run: CellRun, request: pytest.FixtureRequest) -> Guest:
+    """The cell's guest for one test; the kernel's console is read first. After a crash, the test is
+    not run."""
+    why = cell_run.not_run_because()
+    if why:
+        request.node.user_properties.append((results.NOT_RUN_PROPERTY, why))
+        pytest.skip(why)
+    cell_run.before()
+    assert cell_run.guest is not None
+    return cell_run.guest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    run = _cell_run(item)
+    if run is not None:
+        run.inject(results.case_key(item.nodeid, run.record.cell.id))
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """After a test's call: the kernel's faults meanwhile fail it, with the fault as its message."""
+    outcome = yield
+    run = _cell_run(item)
+    if call.when != "call" or run is None or run.guest is None:
+        return
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    test = results.case_key(item.nodeid, run.record.cell.id)
+    found = run.after(test, report.failed, item.runtest)
+    if found:
+        headline = f"{found[0].headline} ({found[0].confirmation})"
+        report.outcome = "failed"
+        report.longrepr = "\n\n".join([headline, found[0].excerpt, str(report.longrepr or "")]).rstrip()
+        report.user_properties.append((results.FAULT_PROPERTY, headline))
+
+
+def _cell_run(item: pytest.Item) -> CellRun | None:
+    funcargs = getattr(item, "funcargs", {})
+    found = funcargs.get("cell_run")
+    return found if isinstance(found, CellRun) else None
 
 
 @pytest.fixture

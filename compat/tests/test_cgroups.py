@@ -79,3 +79,21 @@ def test_v1_and_v2_interfaces_differ_as_they_should(guest: Guest) -> None:
     else:
         assert "memory" in files or guest.expected["cgroup.memory"] != "v1", files
         assert ("unified" in files) == (mode == "hybrid")
+
+
+def test_cpuset_pins_to_cpu_1(guest: Guest, absent: Callable[[], None]) -> None:
+    done = guest.runtime(
+        f"run --cpuset-cpus 1 --rootfs {ROOTFS} sh -c 'grep Cpus_allowed_list /proc/self/status'"
+    )
+    if guest.expected["cgroup.cpuset"] == "none":
+        assert done.rc == 125, done.stderr
+        assert "--cpuset-cpus needs the cpuset controller" in done.stderr
+        absent()
+        return
+    cpus = int(guest.run("nproc").stdout)
+    if cpus < 2:  # refused before anything exists, naming the CPUs there are
+        assert done.rc == 125, (done.rc, done.stdout, done.stderr)
+        assert "--cpuset-cpus 1: CPU 1 is not online here (online: 0)" in done.stderr
+        return
+    assert done.rc == 0, (done.rc, done.stderr)
+    assert done.stdout.split() == ["Cpus_allowed_list:", "1"], done.stdout

@@ -26,10 +26,13 @@ def test_overlay_mounts_or_is_absent(guest: Guest, absent: Callable[[], None]) -
         absent()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def imported(guest: Guest) -> Guest:
-    done = guest.runtime(f"image import {GUEST_DIR}/images/busybox-test.tar")
-    assert done.rc == 0, done.stderr
+    """The test image, imported once per VM (a VM booted again to confirm a kernel fault has none)."""
+    if "image" not in guest.prepared:
+        done = guest.runtime(f"image import {GUEST_DIR}/images/busybox-test.tar")
+        assert done.rc == 0, done.stderr
+        guest.prepared.add("image")
     return guest
 
 

@@ -17,15 +17,22 @@ class CgroupError(OSError):
 
 
 class Limits:
-    __slots__ = ("cpus", "memory", "pids")
+    __slots__ = ("cpus", "cpuset_cpus", "memory", "pids")
 
-    def __init__(self, memory: int | None = None, cpus: float | None = None, pids: int | None = None) -> None:
+    def __init__(
+        self,
+        memory: int | None = None,
+        cpus: float | None = None,
+        pids: int | None = None,
+        cpuset_cpus: str | None = None,
+    ) -> None:
         self.memory = memory  # bytes
         self.cpus = cpus
         self.pids = pids
+        self.cpuset_cpus = cpuset_cpus  # a CPU list in the kernel's spelling, checked: "0-1,3"
 
     def controllers(self) -> list[str]:
-        wanted = {"memory": self.memory, "cpu": self.cpus, "pids": self.pids}
+        wanted = {"memory": self.memory, "cpu": self.cpus, "pids": self.pids, "cpuset": self.cpuset_cpus}
         return [name for name, value in wanted.items() if value is not None]
 
 

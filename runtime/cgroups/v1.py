@@ -51,6 +51,9 @@ class V1Cgroup(Cgroup):
             write(os.path.join(self.dirs["cpu"], "cpu.cfs_quota_us"), str(round(limits.cpus * CPU_PERIOD_US)))
         if limits.pids is not None and "pids" in self.dirs:
             write(os.path.join(self.dirs["pids"], "pids.max"), str(limits.pids))
+        if limits.cpuset_cpus is not None and "cpuset" in self.dirs:
+            # after create()'s inherit step: cpuset.mems stays the parent's
+            write(os.path.join(self.dirs["cpuset"], "cpuset.cpus"), limits.cpuset_cpus)
 
     def oom_kills(self) -> int:
         if "memory" not in self.dirs:

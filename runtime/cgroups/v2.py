@@ -43,6 +43,9 @@ class V2Cgroup(Cgroup):
             write(self._file("cpu.max"), f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         if limits.pids is not None and "pids" in self.controllers:
             write(self._file("pids.max"), str(limits.pids))
+        if limits.cpuset_cpus is not None and "cpuset" in self.controllers:
+            # cpuset.mems is left empty: a v2 cpuset without its own takes its parent's
+            write(self._file("cpuset.cpus"), limits.cpuset_cpus)
 
     def restrict_devices(self, rules: tuple[Rule, ...]) -> str:
         """cgroup v2 has no devices files: an eBPF program on the leaf decides each open and mknod."""

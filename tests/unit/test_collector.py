@@ -36,10 +36,12 @@ def test_assemble_writes_a_results_json_the_reader_accepts(tmp_path: Path) -> No
     )  # fmt: skip
     booted = collector.CellRecord(booted_cell)
     booted.accel = "kvm"
-    booted.booted(guest, tmp_path)
+    booted.keep_console(guest.console_log, tmp_path)
+    booted.booted(guest)
     booted.write(tmp_path)
     broken = collector.CellRecord(broken_cell)
-    broken.infra_error(BootError(InfraKind.PANIC, "Oops", "tail"), tmp_path / "none.log", tmp_path)
+    broken.keep_console(tmp_path / "none.log", tmp_path)
+    broken.infra_error(BootError(InfraKind.SSH, "no banner", "tail"))
     broken.write(tmp_path)
     reports = [
         collector.test_entry(_report("compat/tests/test_cgroups.py::test_a[6.1-v2]", "setup", "passed", "6.1-v2"), "cell", "absent"),
@@ -49,7 +51,7 @@ def test_assemble_writes_a_results_json_the_reader_accepts(tmp_path: Path) -> No
     stash = {collector.REPORTS: reports, collector.STARTED: 1_700_000_000.0}
     summary = collector.assemble(SimpleNamespace(stash=stash), tmp_path, [booted_cell, broken_cell])  # type: ignore[arg-type]
     assert summary is not None
-    assert summary.endswith("2 cells: 0 pass, 1 fail, 1 infra error\n")
+    assert summary.endswith("2 cells: 0 pass, 1 fail, 0 kernel crashes, 1 infra error\n")
     loaded = schema.load(tmp_path / "results.json")
     assert (loaded.suite_version, loaded.accel, loaded.started) == (
         schema.SUITE_VERSION,
@@ -66,7 +68,7 @@ def test_assemble_writes_a_results_json_the_reader_accepts(tmp_path: Path) -> No
         ("cgroups::test_a", Outcome.FAILED, 0.123, "AssertionError: no")
     ]
     assert second.infra_error is not None
-    assert second.infra_error.kind is InfraKind.PANIC
+    assert second.infra_error.kind is InfraKind.SSH
     assert [(c.key, c.outcome) for c in second.tests] == [("overlay::test_b", Outcome.ERROR)]
     assert json.loads((tmp_path / "results.json").read_text())["schema"] == schema.SCHEMA
     assert (tmp_path / "junit" / "7.x-v2.xml").is_file()

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from compat import flavours, matrix, proc
+from compat import faults, flavours, matrix, proc
 from compat.errors import CompatError
 from compat.harness import accel
+from compat.harness.kernel import KernelCrashed, KernelWatch
 from compat.harness.qemu import BootError, Machine, Vm, reap_stale
 from runtime.features import kconfig
 
@@ -24,24 +26,64 @@ def vm_with_console(tmp_path: Path, recorded: str) -> Vm:
     machine = Machine(Path("/k"), Path("/i"), Path("/r"), None, flavours.parse("v2"))
     vm = Vm(machine, tmp_path)
     (tmp_path / "console.log").write_text((CONSOLES / recorded).read_text())
+    vm.watch = KernelWatch(vm.console, alive=lambda: True)
     return vm  # never started: wait_ready reads only the console
 
 
+def test_a_silent_boot_that_times_out_is_an_infra_error_with_the_console_tail(tmp_path: Path) -> None:
+    with pytest.raises(BootError) as failure:
+        vm_with_console(tmp_path, "silence.log").wait_ready(deadline=0.3)
+    assert failure.value.kind == "boot timeout"
+    assert "Freeing unused kernel image" in failure.value.console_tail
+
+
+class _Exited:
+    """A QEMU that has gone, as Vm sees it: -no-reboot makes the kernel's reboot after a panic its exit."""
+
+    returncode = 0
+    process = SimpleNamespace(stderr=None)
+
+    def poll(self) -> int:
+        return 0
+
+
 @pytest.mark.parametrize(
-    ("recorded", "kind", "shown"),
+    ("recorded", "kind", "shown", "exited"),
     [
-        ("panic.log", "kernel panic or oops", "Unable to mount root fs"),
-        ("oops.log", "kernel panic or oops", "NULL pointer dereference"),
-        ("silence.log", "boot timeout", "Freeing unused kernel image"),
+        ("6.1-boot-panic.log", faults.FaultType.PANIC, "Unable to mount root fs", True),
+        ("panic.log", faults.FaultType.PANIC, "Unable to mount root fs", True),
+        # The page fault's "BUG: kernel NULL pointer dereference" line, its oops, then silence: a timeout.
+        ("oops.log", faults.FaultType.BUG, "NULL pointer dereference", False),
     ],
 )
-def test_boot_failures_are_classified_with_the_console_tail(
-    tmp_path: Path, recorded: str, kind: str, shown: str
+def test_a_crash_while_booting_is_the_kernels_failure_not_an_infra_error(
+    tmp_path: Path, recorded: str, kind: faults.FaultType, shown: str, exited: bool
 ) -> None:
-    with pytest.raises(BootError) as failure:
-        vm_with_console(tmp_path, recorded).wait_ready(deadline=0.3)
-    assert failure.value.kind == kind
-    assert shown in failure.value.console_tail
+    vm = vm_with_console(tmp_path, recorded)
+    if exited:
+        vm.process = _Exited()  # type: ignore[assignment]
+    with pytest.raises(KernelCrashed) as crashed:
+        vm.wait_ready(deadline=0.5)
+    ending = faults.crash(crashed.value.faults)
+    assert ending is not None
+    assert ending.type is kind
+    assert shown in ending.excerpt
+
+
+def test_a_boot_that_hangs_with_a_stall_on_the_console_is_the_kernels_failure(tmp_path: Path) -> None:
+    hung = next(
+        f
+        for f in faults.classify((CONSOLES / "6.1-hung-task.log").read_bytes())
+        if f.type is faults.FaultType.HUNG_TASK
+    )
+    vm = vm_with_console(tmp_path, "silence.log")
+    with vm.console.open("a") as console:
+        console.write(hung.excerpt + "\n")
+    with pytest.raises(KernelCrashed) as crashed:
+        vm.wait_ready(deadline=0.5)
+    ending = faults.crash(crashed.value.faults)
+    assert ending is not None
+    assert ending.type is faults.FaultType.HUNG_TASK
 
 
 def test_a_guest_init_failure_is_its_own_kind(tmp_path: Path) -> None:

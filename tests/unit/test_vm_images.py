@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import shutil
 import stat
@@ -11,7 +12,7 @@ import pytest
 
 from compat import flavours
 from compat.errors import CompatError
-from compat.harness.qemu import Machine, kernel_command_line, qemu_argv
+from compat.harness.qemu import TCG_CPU, Machine, kernel_command_line, qemu_argv
 from compat.images import build, initramfs
 from compat.images.cache import Cache, key
 
@@ -241,7 +242,10 @@ def test_qemu_command_line(tmp_path: Path) -> None:
     )
     argv = qemu_argv(machine, 2222, tmp_path / "console.log", tmp_path / "pid")
     assert argv[:1] == ["qemu-system-x86_64"]
-    assert argv[argv.index("-smp") : argv.index("-smp") + 2] == ["-smp", "1"]  # TCG: one CPU
+    assert argv[argv.index("-smp") : argv.index("-smp") + 2] == ["-smp", "2"]  # SMP under TCG too
+    assert argv[argv.index("-cpu") + 1] == TCG_CPU
+    one = qemu_argv(dataclasses.replace(machine, smp=1), 2222, tmp_path / "console.log", tmp_path / "pid")
+    assert one[one.index("-smp") + 1] == "1"
     assert "file=/r/root.img,if=virtio,format=raw,snapshot=on" in argv  # writes discarded
     assert "file=/k/modules.img,if=virtio,format=raw,readonly=on" in argv
     assert "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22" in argv

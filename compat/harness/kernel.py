@@ -1,0 +1,100 @@
+"""The kernel under test as the harness watches it: its console read for the whole life of each VM.
+
+A fault of the kernel under test (a panic, an oops, a WARNING, a hang) is the kernel's failure, never an
+infrastructure error: KernelCrashed is what a boot raises when the kernel itself ended it, and
+KernelWatch is how the harness learns, before and after every test, what the kernel printed meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from compat import faults
+from compat.errors import CompatError
+from compat.faults import Fault, FaultType
+from compat.results.model import KernelFault
+
+# A report that has started but not ended (a WARNING before its "end trace" line) gets this long to
+# close; a kernel that has gone down gets this long to finish printing its panic.
+SETTLE_SECONDS = 2.0
+CRASH_SECONDS = 10.0
+HANG_TYPES = frozenset(
+    {FaultType.HUNG_TASK, FaultType.SOFT_LOCKUP, FaultType.HARD_LOCKUP, FaultType.RCU_STALL}
+)
+
+
+class KernelCrashed(CompatError):
+    """The kernel under test went down, or hung, while booting: the kernel's failure, with its faults."""
+
+    def __init__(self, found: Sequence[Fault]) -> None:
+        ending = faults.crash(found) or found[-1]
+        super().__init__(f"kernel crashed at boot: {ending.summary}")
+        self.faults = list(found)
+
+
+class KernelWatch:
+    """One VM's console, from its first byte: each fault once, in order, as its report completes."""
+
+    def __init__(self, console: Path, alive: Callable[[], bool]) -> None:
+        self.watcher = faults.Watcher(console)
+        self.alive = alive
+        self.seen: list[Fault] = []
+
+    def take(self, settle: float = SETTLE_SECONDS) -> list[Fault]:
+        """The faults completed since the last call; an open report is waited for up to settle seconds."""
+        found = self.watcher.poll()
+        end = time.monotonic() + settle
+        while self.watcher.pending and time.monotonic() < end:
+            time.sleep(0.1)
+            found += self.watcher.poll()
+        if self.watcher.pending and not self.alive():
+            found += self.watcher.finish()
+        self.seen += found
+        return found
+
+    def after_failure(self) -> list[Fault]:
+        """After a test failed: if the kernel is going down, wait for its panic (or for QEMU to go)."""
+        found = self.take()
+        end = time.monotonic() + CRASH_SECONDS
+        while faults.crash(self.seen) is None and self.alive() and time.monotonic() < end:
+            time.sleep(0.2)
+            found += self.take(settle=0.0)
+        if not self.alive():
+            found += self.finish()
+        return found
+
+    def finish(self) -> list[Fault]:
+        """The VM is gone: whatever the console still holds."""
+        found = self.watcher.finish()
+        self.seen += found
+        return found
+
+    @property
+    def crashed(self) -> Fault | None:
+        return faults.crash(self.seen)
+
+
+def ended_boot(found: Sequence[Fault]) -> list[Fault]:
+    """Faults that ended a boot: a crash as it is; else the last stall or oops (the boot timed out after
+    it) is marked as what ended the cell."""
+    from dataclasses import replace
+
+    if faults.crash(found) is not None:
+        return list(found)
+    hangs = [
+        index for index, fault in enumerate(found) if fault.type in HANG_TYPES or fault.type.kills_the_task
+    ]
+    if not hangs:
+        return list(found)
+    last = hangs[-1]
+    return [replace(fault, crashed=True) if index == last else fault for index, fault in enumerate(found)]
+
+
+def record(fault: Fault, during: str) -> KernelFault:
+    """A console fault as the results keep it: where it happened; once, until a second boot confirms it."""
+    return KernelFault(
+        type=fault.type, title=fault.title, function=fault.function, excerpt=fault.excerpt,
+        crashed=fault.crashed, during=during,
+    )  # fmt: skip
