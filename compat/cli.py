@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from compat import qualify
 from compat.errors import CompatError
+from compat.harness import inject
 from compat.proc import CommandError
 from compat.results.status import EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, EXIT_UNUSABLE
 
@@ -42,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--report", default="reports/qualify", type=Path, help="where the report goes")
     check.add_argument("--self-check", action="store_true", help="inject known regressions into the baseline")
+    check.add_argument("--smp", type=int, default=0, help="vCPUs per VM (default: the suite's, 2)")
+    check.add_argument(
+        "--inject-fault",
+        default="",
+        metavar="KIND@TEST",
+        help="set off a real kernel fault in the candidate's run when TEST starts "
+        "(panic, warn, hang, lockup, bug, oops): what a faulting kernel's report looks like",
+    )
     return parser
 
 
@@ -77,11 +86,16 @@ def _version() -> str:
 def qualify_kernel(args: argparse.Namespace) -> int:
     flavours = tuple(flavour for flavour in args.flavours.split(",") if flavour)
     out = args.report.absolute()
+    if args.smp < 0:
+        raise CompatError("--smp: a VM needs at least one vCPU")
+    inject.parse(args.inject_fault)  # a bad KIND@TEST is a usage error before anything boots
     # Both kernels resolved and their configs read before anything boots: a bad id is a usage error.
     candidate_config = qualify.config_of(args.kernel)
     baseline_config = qualify.config_of(args.baseline)
-    base = qualify.baseline_run(args.baseline, flavours, out / "baseline")
-    candidate = qualify.run_suite(args.kernel, flavours, out / "candidate")
+    base = qualify.baseline_run(args.baseline, flavours, out / "baseline", smp=args.smp)
+    candidate = qualify.run_suite(
+        args.kernel, flavours, out / "candidate", inject=args.inject_fault, smp=args.smp
+    )
     findings = qualify.compare(base, candidate, candidate_config)
     findings += qualify.compare_configs(baseline_config, candidate_config)
     code = qualify.verdict(findings, base, candidate)

@@ -4,21 +4,25 @@ Both run the compat suite in the same flavours; then every feature and every tes
 by flavour, and every change is sorted (regression, improvement, changed) and explained in container
 terms. The kernels' configs are compared too, so a change that no chosen flavour exercises (the v1
 memory controller when no v1 host is run) is still said. The pairing and the changes are the results'
-diff (compat/results/diff.py); this module sorts and explains them. The verdict is the results' one
-(compat/results/status.py): EXIT_FAIL for a regression, even beside an infra error; EXIT_UNDECIDED for
-an infra error and no regression; else EXIT_PASS, qualified.
+diff (compat/results/diff.py); this module sorts and explains them. A kernel fault (a crash, an oops, a WARNING, a hang)
+the candidate has and the baseline has not is a regression, listed first with its title. The verdict is
+the results' one (compat/results/status.py): EXIT_FAIL for a regression, even beside an infra error;
+EXIT_UNDECIDED for an infra error (left after the harness's retry) and no regression; else EXIT_PASS,
+qualified.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from compat.errors import CompatError
+from compat.faults import FaultType
 from compat.images import kernel_catalogue, kernels
 from compat.images.cache import cache_root, key
 from compat.paths import REPO
@@ -45,7 +49,7 @@ class Category(enum.StrEnum):
 class Finding:
     category: Category
     where: str  # a flavour, or "config"
-    kind: str  # feature, test or config
+    kind: str  # fault, feature, test or config
     key: str
     before: Value
     after: Value
@@ -142,10 +146,10 @@ def compare(
     found: list[Finding] = []
     for old, new in sorted(_comparable(pairs(baseline, candidate, by)), key=lambda cells: order[cells[1].id]):
         for change in cell_changes(new.flavour, old, new):
-            finding = _finding(change, new.features, candidate_config)
+            finding = _finding(change, new, candidate_config)
             if finding is not None:
                 found.append(finding)
-    return found
+    return sorted(found, key=lambda finding: finding.kind != "fault")  # the kernel's own faults first
 
 
 def _comparable(paired: list[Pair]) -> list[tuple[Cell, Cell]]:
@@ -159,10 +163,11 @@ def _comparable(paired: list[Pair]) -> list[tuple[Cell, Cell]]:
     ]
 
 
-def _finding(
-    change: Change, measured: Mapping[str, Value], config: kconfig.KernelConfig | None
-) -> Finding | None:
+def _finding(change: Change, new: Cell, config: kconfig.KernelConfig | None) -> Finding | None:
     before, after = change.before, change.after
+    measured: Mapping[str, Value] = new.features
+    if change.kind is ChangeKind.FAULT:
+        return _fault_finding(change, new)
     if change.kind is ChangeKind.FEATURE and change.key in measured:
         explanation = _explain_with_config(change.key, before, after, config)
         return Finding(
@@ -181,6 +186,20 @@ def _finding(
             explain_test(group, name, was, now),
         )
     return None
+
+
+def _fault_finding(change: Change, new: Cell) -> Finding:
+    """A fault in the candidate only is a regression; in the baseline only, an improvement."""
+    if change.after is None:
+        return Finding(
+            Category.IMPROVEMENT, change.flavour, "fault", change.key, change.before, None,
+            f"{change.before}: the baseline's kernel had this fault, the candidate's has not",
+        )  # fmt: skip
+    fault = next(fault for fault in new.faults if fault.title == change.key)
+    explanation = f"{fault.headline} ({fault.confirmation}); the baseline's kernel has no such fault"
+    return Finding(
+        Category.REGRESSION, change.flavour, "fault", change.key, None, fault.headline, explanation
+    )
 
 
 def compare_configs(baseline: kconfig.KernelConfig, candidate: kconfig.KernelConfig) -> list[Finding]:
@@ -229,8 +248,11 @@ def check_suite_modules() -> None:
         )
 
 
-def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "") -> Results:
-    """The compat suite on kernel in each flavour; results from out/results.json."""
+def run_suite(
+    kernel: str, flavours: tuple[str, ...], out: Path, append: str = "", inject: str = "", smp: int = 0
+) -> Results:
+    """The compat suite on kernel in each flavour (append: more boot parameters; inject: a real kernel
+    fault, KIND@TEST; smp: vCPUs, 0 for the suite's default); results from out/results.json."""
     check_suite_modules()  # else pytest fails to start and all that is said is that results.json is missing
     label, mapping = (
         (kernel, "")
@@ -242,6 +264,8 @@ def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "
             "-n", "2", "--cells", cells, "--reports", str(out)]  # fmt: skip
     argv += ["--kernel-map", mapping] if mapping else []
     argv += ["--append", append] if append else []
+    argv += ["--inject-fault", inject] if inject else []
+    argv += ["--smp", str(smp)] if smp else []
     try:
         run(argv, cwd=REPO)
     except CommandError as failure:
@@ -250,19 +274,19 @@ def run_suite(kernel: str, flavours: tuple[str, ...], out: Path, append: str = "
     return schema.load(out / "results.json")
 
 
-def baseline_run(baseline: str, flavours: tuple[str, ...], out: Path) -> Results:
-    """Cached by the baseline's package version and the suite's version."""
+def baseline_run(baseline: str, flavours: tuple[str, ...], out: Path, smp: int = 0) -> Results:
+    """Cached by the baseline's package version, the suite's version and the vCPUs."""
     entry = kernel_catalogue.load_lock().get(baseline)
     version = [(package.name, package.version) for package in entry.packages] if entry else baseline
     cached = (
         cache_root()
         / "baselines"
-        / key(version, schema.SUITE_VERSION, flavours, _suite_digest())
+        / key(version, schema.SUITE_VERSION, flavours, _suite_digest(), smp)
         / "results.json"
     )
     if cached.exists():
         return schema.load(cached)
-    results = run_suite(baseline, flavours, out)
+    results = run_suite(baseline, flavours, out, smp=smp)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(schema.dump(results))
     return results
@@ -271,7 +295,12 @@ def baseline_run(baseline: str, flavours: tuple[str, ...], out: Path) -> Results
 def _suite_digest() -> str:
     from compat.images.cache import file_digest
 
-    files = sorted((REPO / "compat" / "tests").glob("*.py")) + sorted((REPO / "runtime").rglob("*.py"))
+    harness = [*(REPO / "compat" / "harness").glob("*.py"), REPO / "compat" / "faults.py"]
+    files = (
+        sorted((REPO / "compat" / "tests").glob("*.py"))
+        + sorted(harness)
+        + sorted((REPO / "runtime").rglob("*.py"))
+    )
     return key([file_digest(path) for path in files])
 
 
@@ -350,33 +379,77 @@ def _escape(text: str) -> str:
 
 @dataclass(frozen=True)
 class Injection:
-    parameter: str  # a boot parameter that takes something away
+    """A known regression put into the baseline's run: a boot parameter that takes something away, or
+    a real kernel fault set off during a test (compat/harness/inject.py). flags is what the comparison
+    must name: a feature key, a test's key, or the fault's type."""
+
+    name: str
     flavour: str
-    feature: str  # what the comparison must name
+    flags: str
+    parameter: str = ""
+    fault: str = ""  # KIND@TEST
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]+", "-", self.name).strip("-")
 
 
+def _knob(parameter: str, flavour: str, flags: str) -> Injection:
+    return Injection(parameter, flavour, flags, parameter=parameter)
+
+
+def _fault(kind: str, flags: FaultType) -> Injection:
+    spec = f"{kind}@{FAULT_TARGET}"
+    return Injection(f"--inject-fault {spec}", "v2", flags.value, fault=spec)
+
+
+FAULT_TARGET = "test_the_same_limits_run_or_are_refused_with_the_reason"  # an early test of every cell
 INJECTIONS = (
-    Injection("cgroup_disable=memory", "v2", "cgroup.memory"),
-    Injection("sysctl.user.max_user_namespaces=0", "v2", "userns.root"),
-    Injection("module_blacklist=overlay", "v2", "overlay.mountable"),
-    Injection("cgroup_no_v1=all", "v1", "cgroup.memory"),
-    Injection("psi=0", "v2", "psi"),
+    _knob("cgroup_disable=memory", "v2", "cgroup.memory"),
+    _knob("sysctl.user.max_user_namespaces=0", "v2", "userns.root"),
+    _knob("module_blacklist=overlay", "v2", "overlay.mountable"),
+    _knob("cgroup_no_v1=all", "v1", "cgroup.memory"),
+    _knob("psi=0", "v2", "psi"),
+    _knob("cgroup_disable=pids", "v2", "cgroups::test_pids_limit_stops_forks"),
+    _knob("cgroup_disable=cpuset", "v2", "cgroup.cpuset"),
+    _knob("sysctl.kernel.unprivileged_userns_clone=0", "v2", "userns.unprivileged"),  # Debian's own knob
+    _fault("panic", FaultType.PANIC),
+    _fault("warn", FaultType.WARNING),
+    _fault("hang", FaultType.HUNG_TASK),
+    _fault("lockup", FaultType.SOFT_LOCKUP),
 )
 
 
 def self_check(baseline: str, out: Path) -> tuple[int, list[str]]:
-    """Boot the baseline with each known regression injected; each must be flagged by its feature."""
+    """Run the baseline with each known regression injected; each must be flagged: a knob by its
+    feature or test, a fault by a fault regression of its type."""
     clean = baseline_run(baseline, tuple(sorted({i.flavour for i in INJECTIONS})), out / "baseline")
     lines, detected = [], 0
     for injection in INJECTIONS:
-        slug = injection.parameter.replace("=", "-").replace(".", "-")
-        injected = run_suite(baseline, (injection.flavour,), out / slug, append=injection.parameter)
+        injected = run_suite(
+            baseline,
+            (injection.flavour,),
+            out / injection.slug,
+            append=injection.parameter,
+            inject=injection.fault,
+        )
         findings = [f for f in compare(clean, injected) if f.category is Category.REGRESSION]
-        hit = any(f.key == injection.feature for f in findings)
+        hit = _flagged(injection, findings, injected)
         detected += hit
         named = ", ".join(sorted({f.key for f in findings})) or "nothing"
         lines.append(
-            f"{'detected' if hit else 'MISSED'}: {injection.parameter} on {injection.flavour} (flagged: {named})"
+            f"{'detected' if hit else 'MISSED'}: {injection.name} on {injection.flavour} (flagged: {named})"
         )
     lines.append(f"{detected}/{len(INJECTIONS)} injected regressions detected")
     return detected, lines
+
+
+def _flagged(injection: Injection, findings: list[Finding], injected: Results) -> bool:
+    if not injection.fault:
+        return any(f.key == injection.flags for f in findings)
+    titles = {f.key for f in findings if f.kind == "fault"}
+    return any(
+        fault.title in titles and fault.type.value == injection.flags
+        for cell in injected.cells
+        for fault in cell.faults
+    )

@@ -1,5 +1,5 @@
-"""What changed between two runs: cells paired (by flavour, or by id), then every infra error, feature
-and test outcome compared. `python3 -m compat.results --diff` prints it; `compat qualify` sorts and
+"""What changed between two runs: cells paired (by flavour, or by id), then every infra error, kernel
+fault (by title), feature and test outcome compared. `python3 -m compat.results --diff` prints it; `compat qualify` sorts and
 explains the same changes."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from compat.results.model import Cell, FeatureValue, ReportError, Results
+from compat.results.model import Cell, FeatureValue, Outcome, ReportError, Results
 from compat.results.text import short_json, unique
 
 PairBy = Literal["flavour", "id"]
@@ -19,6 +19,7 @@ class ChangeKind(enum.StrEnum):
     FEATURE = "feature"
     TEST = "test"
     INFRA = "infra"  # the infra error appeared, went away or changed kind
+    FAULT = "fault"  # a kernel fault (by its title) in one run only
     CELL = "cell"  # the flavour has a cell in only one of the runs
 
 
@@ -93,13 +94,22 @@ def _index(results: Results, label: str, by: PairBy) -> dict[str, Cell]:
 
 
 def cell_changes(flavour: str, old: Cell, new: Cell) -> Iterator[Change]:
-    """The changes between two cells: their infra errors, and when neither has one, every feature
-    (in either cell) and every test outcome (in either cell; None where a cell has no such test)."""
+    """The changes between two cells: their infra errors, and when neither has one, the kernel faults
+    one has and the other has not (before/after: the fault's headline), every feature (in either cell)
+    and every test outcome (in either cell; None where a cell has no such test). A cell whose kernel
+    crashed at boot measured nothing, and a test that a crash stopped did not run: neither is compared."""
     old_infra = old.infra_error.kind.value if old.infra_error else None
     new_infra = new.infra_error.kind.value if new.infra_error else None
     if old_infra != new_infra:
         yield Change(flavour, ChangeKind.INFRA, "boot", old_infra, new_infra)
     if old.infra_error is not None or new.infra_error is not None:
+        return
+    old_faults = {fault.title: fault.headline for fault in old.faults}
+    new_faults = {fault.title: fault.headline for fault in new.faults}
+    for title in unique([*new_faults, *old_faults]):
+        if (title in old_faults) != (title in new_faults):
+            yield Change(flavour, ChangeKind.FAULT, title, old_faults.get(title), new_faults.get(title))
+    if _crashed_at_boot(old) or _crashed_at_boot(new):
         return
     for key in unique([*old.features, *new.features]):
         if old.features.get(key) != new.features.get(key):
@@ -107,5 +117,10 @@ def cell_changes(flavour: str, old: Cell, new: Cell) -> Iterator[Change]:
     old_tests = {case.key: case.outcome.value for case in old.tests}
     new_tests = {case.key: case.outcome.value for case in new.tests}
     for key in unique([*old_tests, *new_tests]):
-        if old_tests.get(key) != new_tests.get(key):
-            yield Change(flavour, ChangeKind.TEST, key, old_tests.get(key), new_tests.get(key))
+        before, after = old_tests.get(key), new_tests.get(key)
+        if before != after and Outcome.NOT_RUN.value not in (before, after):
+            yield Change(flavour, ChangeKind.TEST, key, before, after)
+
+
+def _crashed_at_boot(cell: Cell) -> bool:
+    return cell.crash is not None and cell.crash.during == "boot"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from compat import qualify
+from compat.faults import FaultType
+from compat.paths import REPO
 from compat.results import schema
-from compat.results.model import Results
+from compat.results.model import KernelFault, Results
 from compat.results.status import EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED
 from runtime.features import kconfig
 
@@ -109,37 +113,84 @@ def test_the_report_puts_the_verdict_and_the_diff_first(tmp_path: Path) -> None:
     assert "<h1>6.12 against 6.1: REGRESSIONS</h1>" in (tmp_path / "qualify.html").read_text()
 
 
-def test_every_injection_names_a_feature_the_suite_observes() -> None:
+def test_every_injection_names_what_the_suite_observes() -> None:
+    """A knob flags a feature or a test of the suite; a fault flags the type its kind sets off."""
+    from compat.harness import inject
     from compat.matrix import FEATURES
 
-    assert all(injection.feature in FEATURES for injection in qualify.INJECTIONS)
+    tests = {
+        f"{path.stem.removeprefix('test_')}::{name}"
+        for path in (REPO / "compat" / "tests").glob("test_*.py")
+        for name in re.findall(r"^def (test_\w+)", path.read_text(), re.MULTILINE)
+    }
+    assert len(qualify.INJECTIONS) >= 12
+    for injection in qualify.INJECTIONS:
+        if injection.fault:
+            found = inject.parse(injection.fault)
+            assert found is not None
+            assert found.kind.expected.value == injection.flags
+            assert any(key.endswith(f"::{found.test}") for key in tests)
+        else:
+            assert injection.flags in FEATURES or injection.flags in tests, injection
+    kinds = {inject.parse(i.fault).kind for i in qualify.INJECTIONS if i.fault}  # type: ignore[union-attr]
+    assert {inject.Kind.PANIC, inject.Kind.WARN} <= kinds
+    assert kinds & {inject.Kind.HANG, inject.Kind.LOCKUP}
 
 
-def test_the_self_check_counts_an_injection_only_when_its_own_feature_regresses(
+def _faulted(results: Results, kind: FaultType, title: str) -> Results:
+    fault = KernelFault(kind, title, None, "excerpt", kind is FaultType.PANIC, "adaptation::test_x")
+    return dataclasses.replace(results, cells=(dataclasses.replace(results.cells[0], faults=(fault,)),))
+
+
+def test_the_self_check_counts_an_injection_only_when_its_own_regression_is_flagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clean = recorded("clean")
-    missed, *caught = qualify.INJECTIONS
+    missed = qualify.INJECTIONS[0]
+    wrong_fault = next(i for i in qualify.INJECTIONS if i.fault)  # flagged, but as another fault type
     monkeypatch.setattr(qualify, "baseline_run", lambda _baseline, _flavours, _out: clean)
-    # Each injected run is told apart by its boot parameter; the comparison flags the injected feature,
-    # except for the first injection, where it flags another one.
-    monkeypatch.setattr(qualify, "run_suite", lambda _kernel, _flavours, _out, append="": append)
 
-    def compare(_before: Results, parameter: str) -> list[qualify.Finding]:
-        injection = next(i for i in qualify.INJECTIONS if i.parameter == parameter)
-        flagged = "psi.other" if injection is missed else injection.feature
+    def run_suite(_kernel: str, _flavours: object, out: Path, append: str = "", inject: str = "") -> Results:
+        injection = next(i for i in qualify.INJECTIONS if i.slug == out.name)
+        if not injection.fault:
+            return dataclasses.replace(clean, started=injection.slug)
+        kind = FaultType.OOPS if injection is wrong_fault else FaultType(injection.flags)
+        return dataclasses.replace(_faulted(clean, kind, f"title {injection.slug}"), started=injection.slug)
+
+    def compare(_before: Results, injected: Results) -> list[qualify.Finding]:
+        injection = next(i for i in qualify.INJECTIONS if i.slug == injected.started)
+        if injection.fault:
+            title = injected.cells[0].faults[0].title
+            return [qualify.Finding(qualify.Category.REGRESSION, "v2", "fault", title, None, "x", "")]
+        flagged = "psi.other" if injection is missed else injection.flags
         return [
             qualify.Finding(
                 qualify.Category.REGRESSION, injection.flavour, "feature", flagged, True, False, ""
             )
         ]
 
+    monkeypatch.setattr(qualify, "run_suite", run_suite)
     monkeypatch.setattr(qualify, "compare", compare)
     detected, lines = qualify.self_check("6.1", tmp_path)
-    assert detected == len(caught)
-    assert lines[0] == f"MISSED: {missed.parameter} on {missed.flavour} (flagged: psi.other)"
-    assert lines[1:-1] == [f"detected: {i.parameter} on {i.flavour} (flagged: {i.feature})" for i in caught]
-    assert lines[-1] == f"{len(caught)}/{len(qualify.INJECTIONS)} injected regressions detected"
+    assert detected == len(qualify.INJECTIONS) - 2
+    assert lines[0] == f"MISSED: {missed.name} on {missed.flavour} (flagged: psi.other)"
+    assert f"MISSED: {wrong_fault.name} on v2 (flagged: title {wrong_fault.slug})" in lines
+    assert (
+        lines[-1] == f"{len(qualify.INJECTIONS) - 2}/{len(qualify.INJECTIONS)} injected regressions detected"
+    )
+
+
+def test_a_fault_only_the_candidate_has_is_the_first_regression_with_its_title() -> None:
+    base = recorded("clean")
+    crashed = _faulted(base, FaultType.PANIC, "kernel panic: sysrq triggered crash")
+    findings = qualify.compare(base, crashed)
+    assert findings[0].category is qualify.Category.REGRESSION
+    assert (findings[0].kind, findings[0].key) == ("fault", "kernel panic: sysrq triggered crash")
+    assert findings[0].explanation.startswith(
+        "kernel panic during adaptation::test_x: kernel panic: sysrq triggered crash (seen once, not confirmed)"
+    )
+    assert qualify.verdict(findings, base, crashed) == EXIT_FAIL
+    assert [f.category for f in qualify.compare(crashed, base)] == [qualify.Category.IMPROVEMENT]
 
 
 def test_the_suite_without_the_compat_extra_names_the_package_to_install(
