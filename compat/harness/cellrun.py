@@ -118,7 +118,7 @@ class CellRun:
         """The faults of the kernel during test (each confirmed, or not, by a fresh boot and the test
         again); a crash among them ends the cell."""
         guest = self._current()
-        found = guest.watch.after_failure() if failed else guest.watch.take()
+        found = guest.watch.after_failure(guest.responds) if failed else guest.watch.take()
         if self.injection is not None and self.injection.targets(test) and not found:
             found = self.injection.wait(guest)
         if not found:
@@ -154,7 +154,7 @@ class CellRun:
         # The test's own verdict does not matter here, only what the kernel printed while it ran: any
         # exception a test can raise (an assertion, a lost SSH connection) is expected.
         except Exception:  # noqa: BLE001
-            found = guest.watch.after_failure()
+            found = guest.watch.after_failure(guest.responds)
         else:
             found = guest.watch.take()
             if not found and self.injection is not None and self.injection.targets(test):

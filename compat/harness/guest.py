@@ -19,7 +19,7 @@ import testinfra.host
 
 from compat import faults, matrix
 from compat.harness.kernel import KernelCrashed, KernelWatch
-from compat.harness.qemu import SMP_DEFAULT, BootError, Machine, Vm, tail
+from compat.harness.qemu import SMP_DEFAULT, BootError, Machine, Vm, ssh_banner, tail
 from compat.images import busybox, testimage
 from compat.images.build import build_all
 from compat.matrix import Cell
@@ -66,6 +66,11 @@ class Guest:
     def replace_with(self, fresh: Guest) -> None:
         """Become a fresh boot of the same cell, in place: tests hold this object."""
         self.__dict__.update(fresh.__dict__)
+
+    def responds(self) -> bool:
+        """sshd answers: the kernel is up (a Vagrant machine has only its console to say otherwise)."""
+        port = getattr(self.vm, "ssh_port", 0)
+        return ssh_banner(port, timeout=3.0) if port else True
 
     def run(self, command: str) -> Any:
         return self.host.run(command)

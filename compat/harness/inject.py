@@ -90,7 +90,7 @@ class Injection:
         found: list[Fault] = []
         while not found and time.monotonic() < end:
             time.sleep(0.5)
-            found = guest.watch.after_failure() if not guest.watch.alive() else guest.watch.take()
+            found = guest.watch.take() if guest.watch.alive() else guest.watch.finish()
         return found
 
 

@@ -20,6 +20,7 @@ from compat.results.model import KernelFault
 # close; a kernel that has gone down gets this long to finish printing its panic.
 SETTLE_SECONDS = 2.0
 CRASH_SECONDS = 10.0
+QUIET_SECONDS = 1.0  # a console this long quiet has finished the report it was printing
 HANG_TYPES = frozenset(
     {FaultType.HUNG_TASK, FaultType.SOFT_LOCKUP, FaultType.HARD_LOCKUP, FaultType.RCU_STALL}
 )
@@ -46,19 +47,28 @@ class KernelWatch:
         """The faults completed since the last call; an open report is waited for up to settle seconds."""
         found = self.watcher.poll()
         end = time.monotonic() + settle
+        grew, size = time.monotonic(), self.watcher.offset
         while self.watcher.pending and time.monotonic() < end:
             time.sleep(0.1)
             found += self.watcher.poll()
-        if self.watcher.pending and not self.alive():
+            if self.watcher.offset != size:
+                grew, size = time.monotonic(), self.watcher.offset
+        # Still open, but the console has been quiet for a while (or the VM is gone): the report is
+        # whole. A hung task's report has no end line, and the kernel may print nothing after it.
+        quiet = settle > 0 and time.monotonic() - grew >= QUIET_SECONDS
+        if self.watcher.pending and (quiet or not self.alive()):
             found += self.watcher.finish()
         self.seen += found
         return found
 
-    def after_failure(self) -> list[Fault]:
-        """After a test failed: if the kernel is going down, wait for its panic (or for QEMU to go)."""
+    def after_failure(self, responds: Callable[[], bool] = lambda: False) -> list[Fault]:
+        """After a test failed: unless the guest still responds, wait for the kernel's panic (or for QEMU
+        to go), up to CRASH_SECONDS."""
         found = self.take()
+        if self.crashed is None and self.alive() and responds():
+            return found  # an ordinary failure
         end = time.monotonic() + CRASH_SECONDS
-        while faults.crash(self.seen) is None and self.alive() and time.monotonic() < end:
+        while self.crashed is None and self.alive() and time.monotonic() < end:
             time.sleep(0.2)
             found += self.take(settle=0.0)
         if not self.alive():

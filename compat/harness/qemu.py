@@ -187,12 +187,18 @@ def wait_for_ssh_banner(port: int, deadline: float, console: Path) -> None:
     """hostfwd accepts before the guest listens: only sshd's "SSH-2.0-" banner proves it is up."""
     end = time.monotonic() + max(deadline, 1.0)
     while time.monotonic() < end:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.settimeout(2)
-            if sock.recv(64).startswith(b"SSH-2.0-"):
-                return
+        if ssh_banner(port):
+            return
         time.sleep(0.2)
     raise BootError(InfraKind.SSH, f"no SSH-2.0- banner on 127.0.0.1:{port}", tail(console))
+
+
+def ssh_banner(port: int, timeout: float = 2.0) -> bool:
+    """Whether sshd in the guest answers with its banner: the guest's kernel is alive and scheduling."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        return sock.recv(64).startswith(b"SSH-2.0-")
+    return False
 
 
 @contextlib.contextmanager

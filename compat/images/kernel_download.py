@@ -193,3 +193,26 @@ def locked_debs(entry: LockEntry, cache: Cache, catalogue: Catalogue) -> list[Pa
         for pkg in missing:
             found[pkg.name] = _download(apt, pkg, cache, entry.id)
     return [path for pkg in entry.packages if (path := found[pkg.name]) is not None]
+
+
+def flavour_deb(kernel_id: str, flavour: str, cache: Cache | None = None) -> Path:
+    """The linux-image .deb of another flavour (amd64, rt-amd64) of a catalogue kernel's locked
+    release, through the private apt state: Debian's generic and rt kernels, to qualify as candidates."""
+    cache = cache or Cache()
+    catalogue = load_catalogue()
+    locked = load_lock().get(kernel_id)
+    if locked is None:
+        raise KernelError(f"kernel {kernel_id} is not in {LOCK_PATH.name}", UPDATE_HINT.format(id=kernel_id))
+    release = locked.release.removesuffix(f"-{catalogue.get(kernel_id).flavour}")
+    package = f"linux-image-{release}-{flavour}"
+    with _apt_errors(f"kernel {kernel_id}: cannot update the apt lists of {catalogue.get(kernel_id).suite}"):
+        apt = open_apt(catalogue.get(kernel_id), host_mirror(), cache.root / "apt", catalogue.fallback_suites)
+    with _apt_errors(f"kernel {kernel_id}: cannot look up {package}"):
+        version = apt.candidate_version(package)
+    with (
+        cache.build(f"deb-{package}", key(version)) as slot,
+        _apt_errors(f"kernel {kernel_id}: cannot download {package}"),
+    ):
+        if not slot.hit:
+            apt.download(package, slot.work)
+    return next(slot.path.glob("*.deb"))

@@ -150,7 +150,7 @@ def test_the_self_check_counts_an_injection_only_when_its_own_regression_is_flag
     wrong_fault = next(i for i in qualify.INJECTIONS if i.fault)  # flagged, but as another fault type
     monkeypatch.setattr(qualify, "baseline_run", lambda _baseline, _flavours, _out: clean)
 
-    def run_suite(_kernel: str, _flavours: object, out: Path, append: str = "", inject: str = "") -> Results:
+    def run_suite(_kernel: str, _flavours: object, out: Path, **_options: str) -> Results:
         injection = next(i for i in qualify.INJECTIONS if i.slug == out.name)
         if not injection.fault:
             return dataclasses.replace(clean, started=injection.slug)
