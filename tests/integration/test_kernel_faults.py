@@ -102,7 +102,8 @@ def test_every_report_says_kernel_panic_during_the_test_with_title_and_excerpt(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert terminal.returncode == 1
-    assert "CRASH" in terminal.stdout and HEADLINE in terminal.stdout
+    assert "CRASH" in terminal.stdout
+    assert HEADLINE in terminal.stdout
 
 
 def test_debians_generic_61_kernel_qualifies_from_its_deb(tmp_path: Path) -> None:
@@ -115,7 +116,9 @@ def test_debians_generic_61_kernel_qualifies_from_its_deb(tmp_path: Path) -> Non
     done = _qualify("--kernel", str(deb), "--baseline", "6.1", "--flavours", "v2", "--report", str(tmp_path))
     assert done.returncode in (0, 1), done.stdout + done.stderr
     (cell,) = json.loads((tmp_path / "candidate" / "results.json").read_text())["cells"]
-    assert cell["infra_error"] is None and cell["faults"] == []
-    assert cell["release"].endswith("-amd64") and "cloud" not in cell["release"]
+    assert cell["infra_error"] is None
+    assert cell["faults"] == []
+    assert cell["release"].endswith("-amd64")
+    assert "cloud" not in cell["release"]
     assert sum(test["outcome"] == "passed" for test in cell["tests"]) >= 20
     assert not _qemus_under(tmp_path)
