@@ -420,19 +420,29 @@ INJECTIONS = (
 )
 
 
+SELF_CHECK_WORKERS = 2  # injected runs side by side, as the matrix runs its cells
+
+
 def self_check(baseline: str, out: Path) -> tuple[int, list[str]]:
     """Run the baseline with each known regression injected; each must be flagged: a knob by its
     feature or test, a fault by a fault regression of its type."""
+    from concurrent.futures import ThreadPoolExecutor
+
     clean = baseline_run(baseline, tuple(sorted({i.flavour for i in INJECTIONS})), out / "baseline")
-    lines, detected = [], 0
-    for injection in INJECTIONS:
-        injected = run_suite(
+
+    def injected_run(injection: Injection) -> Results:
+        return run_suite(
             baseline,
             (injection.flavour,),
             out / injection.slug,
             append=injection.parameter,
             inject=injection.fault,
         )
+
+    with ThreadPoolExecutor(SELF_CHECK_WORKERS) as pool:
+        runs = list(pool.map(injected_run, INJECTIONS))
+    lines, detected = [], 0
+    for injection, injected in zip(INJECTIONS, runs, strict=True):
         findings = [f for f in compare(clean, injected) if f.category is Category.REGRESSION]
         hit = _flagged(injection, findings, injected)
         detected += hit
