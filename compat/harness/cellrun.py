@@ -123,6 +123,9 @@ class CellRun:
             found = self.injection.wait(guest)
         if not found:
             return []
+        found = [
+            fault for index, fault in enumerate(found) if fault.title not in {f.title for f in found[:index]}
+        ]
         again, tries = self._confirm(test, rerun)
         added = [self._add(fault, test, again, tries) for fault in found]
         added += [

@@ -73,6 +73,10 @@ class CellRecord:
         )  # fmt: skip
 
     def add_fault(self, fault: model.KernelFault) -> None:
+        """Each title once per cell, where it first appeared: a hung task is reported again every
+        interval while it stays blocked, a WARN in a loop each time round."""
+        if any(kept.title == fault.title for kept in self.result.faults):
+            return
         self.result = dataclasses.replace(self.result, faults=(*self.result.faults, fault))
 
     @property

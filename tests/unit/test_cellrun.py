@@ -168,3 +168,20 @@ def test_an_ordinary_failure_on_a_guest_that_responds_waits_for_no_crash(tmp_pat
     started = time.monotonic()
     assert run.after("cgroups::test_x", True, lambda: None) == []
     assert time.monotonic() - started < CRASH_SECONDS / 2
+
+
+def test_a_fault_reported_again_and_again_is_one_fault_of_the_cell(tmp_path: Path) -> None:
+    """khungtaskd reports a task blocked for as long as it stays blocked."""
+    console = tmp_path / "vm" / "console.log"
+    hang = (DATA / "consoles" / "6.1-module-hang.log").read_bytes()
+    run = cell_run(tmp_path, [lambda: guest(console), lambda: guest(console)])
+    run.start()
+    run.before()
+    with console.open("ab") as written:
+        written.write(hang + hang)
+    found = run.after("cgroups::test_x", False, lambda: None)
+    assert [fault.title for fault in found] == ["INFO: task hung in kcompat_fault_hang"]
+    with console.open("ab") as written:
+        written.write(hang)
+    run.before()
+    assert [fault.title for fault in run.record.result.faults] == ["INFO: task hung in kcompat_fault_hang"]
