@@ -65,8 +65,11 @@ VAGRANT_PACKAGES = (
     "dnsmasq-base",
     "qemu-utils",
 )
+# The self-check's fault module (compat/images/faultmod.py): the kernel's gcc major (gcc-12 for bookworm's
+# 6.1, Debian 12's gcc) and make; the headers' prebuilt objtool links libelf.
+FAULT_MODULE_PACKAGES = ("gcc", "make", "libelf1")
 # gcc and libc6-dev (a static libc) build tests/sysprobe.c, the escape tests' probe.
-TEST_PACKAGES = ("util-linux", "gcc", "libc6-dev", *IMAGE_PACKAGES, *VAGRANT_PACKAGES)
+TEST_PACKAGES = ("util-linux", "libc6-dev", *FAULT_MODULE_PACKAGES, *IMAGE_PACKAGES, *VAGRANT_PACKAGES)
 NEWEST = PYTHONS[-1]
 
 
@@ -129,7 +132,7 @@ def compat(session: nox.Session) -> None:
 def qualify(session: nox.Session) -> None:
     """A candidate kernel against a baseline, with a verdict (exit 0, 1 or 2):
     `nox -s qualify -- --kernel 6.12 [--baseline 6.1] [--flavours v2,hybrid,v1]`, or `-- --self-check`."""
-    apt_install(session, *IMAGE_PACKAGES)
+    apt_install(session, *IMAGE_PACKAGES, *FAULT_MODULE_PACKAGES)
     session.install("-e", ".[compat]")
     session.run("compat", "qualify", *session.posargs)
 
