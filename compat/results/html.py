@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from html import escape
 
 from compat.results.model import Cell, Results
-from compat.results.status import Problem, Status, columns, entry, problems, retry_note, summary_line
+from compat.results.status import (
+    Problem,
+    Status,
+    cell_status,
+    columns,
+    entry,
+    problems,
+    retry_note,
+    summary_line,
+)
 from compat.results.text import boot_text, console_href, printable, run_line, short_json
 
 _CSS = """\
@@ -21,13 +30,14 @@ td.infra-error { background: #ffdca8; font-weight: bold; }
 td.kernel-crash { background: #d62d2d; color: #fff; font-weight: bold; }
 td.not-run { background: #f3e3e3; color: #7a4a4a; }
 td.skipped { color: #999; }
+td.cell-status { font-weight: bold; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
 """
 
 
 def render(results: Results, *, link_base: str = "") -> str:
     """The matrix as a standalone HTML page, every text escaped."""
-    header = ["cell", "release", "flavour", "boot", *columns(results)]
+    header = ["cell", "release", "flavour", "boot", "status", *columns(results)]
     rows = [_row(cell, columns(results), link_base) for cell in results.cells]
     found = [problem for cell in results.cells for problem in problems(cell)]
     items = "\n".join(_problem(problem) for problem in found)
@@ -59,6 +69,7 @@ def render(results: Results, *, link_base: str = "") -> str:
 
 
 def _row(cell: Cell, names: Sequence[str], link_base: str) -> str:
+    status = cell_status(cell)
     name = (
         f'<a href="{_h(console_href(cell, link_base))}">{_h(cell.id)}</a>'
         if cell.console_log
@@ -68,15 +79,16 @@ def _row(cell: Cell, names: Sequence[str], link_base: str) -> str:
         f'<th scope="row">{name}</th>'
         f'<td title="{_h(cell.package)}">{_h(cell.release)}</td><td>{_h(cell.flavour)}</td>'
         f"<td>{_h(boot_text(cell))}</td>"
+        f'<td class="{status.value} cell-status">{_h(status.word)}</td>'
     )
     entries = []
     for column in names:
-        status = entry(cell, column)
+        shown = entry(cell, column)
         title = ""
-        if column in cell.expected and status not in (Status.INFRA_ERROR, Status.CRASH):
+        if column in cell.expected and shown not in (Status.INFRA_ERROR, Status.CRASH):
             expected, got = short_json(cell.expected[column]), short_json(cell.features.get(column))
             title = f' title="expected {_h(expected)}, got {_h(got)}"'
-        entries.append(f'<td class="{status.value}"{title}>{_h(status.word)}</td>')
+        entries.append(f'<td class="{shown.value}"{title}>{_h(shown.word)}</td>')
     return f"<tr>{head}{''.join(entries)}</tr>"
 
 

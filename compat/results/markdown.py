@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from html import escape
 
 from compat.results.model import Results
-from compat.results.status import Problem, columns, entry, problems, retry_note, summary_line
+from compat.results.status import Problem, cell_status, columns, entry, problems, retry_note, summary_line
 from compat.results.text import boot_text, console_href, printable, run_line
 
 
 def render(results: Results, *, link_base: str = "") -> str:
     """The matrix as Markdown; console links are `link_base` joined with each cell's console_log."""
-    header = ["cell", "release", "flavour", "boot", *columns(results)]
+    header = ["cell", "release", "flavour", "boot", "status", *columns(results)]
     lines = [
         "# Kernel qualification matrix",
         "",
@@ -31,6 +31,7 @@ def render(results: Results, *, link_base: str = "") -> str:
             _text(cell.release),
             _text(cell.flavour),
             boot_text(cell),
+            f"**{cell_status(cell).word}**",
             *(entry(cell, column).word for column in columns(results)),
         ]
         lines.append(_row(row))

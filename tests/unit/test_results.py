@@ -407,17 +407,20 @@ def test_junit_survives_control_characters(failing: Results) -> None:
 def test_markdown_matrix(failing: Results) -> None:
     text = markdown.render(failing)
     lines = text.splitlines()
-    header = "| cell | release | flavour | boot | " + " | ".join([*FEATURES, *GROUPS]) + " |"
+    header = "| cell | release | flavour | boot | status | " + " | ".join([*FEATURES, *GROUPS]) + " |"
     assert header in lines
     rows = [line for line in lines if line.startswith("| [")]
     assert len(rows) == 3
     assert rows[0].startswith(
-        "| [6.1-hybrid](consoles/6.1-hybrid.log) | 6.1.0-50-cloud-amd64 | hybrid | 5.2 s | pass |"
+        "| [6.1-hybrid](consoles/6.1-hybrid.log) | 6.1.0-50-cloud-amd64 | hybrid | 5.2 s | **FAIL** | pass |"
     )
     cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
-    assert cells[4 + FEATURES.index("memory.peak")] == "absent (expected)"
-    assert cells[4 + len(FEATURES) + GROUPS.index("cgroups")] == "FAIL"
-    assert rows[2] == "| [7.x-v2](consoles/7.x-v2.log) |  | v2 | - | " + " | ".join(["INFRA"] * 15) + " |"
+    assert cells[5 + FEATURES.index("memory.peak")] == "absent (expected)"
+    assert cells[5 + len(FEATURES) + GROUPS.index("cgroups")] == "FAIL"
+    assert (
+        rows[2]
+        == "| [7.x-v2](consoles/7.x-v2.log) |  | v2 | - | **INFRA** | " + " | ".join(["INFRA"] * 15) + " |"
+    )
     assert "**3 cells: 1 pass, 1 fail, 0 kernel crashes, 1 infra error**" in lines
     assert (
         f"- **6.1-hybrid** `cgroups::{FAILING_TEST}` failed: AssertionError: the container exited 0" in text
@@ -471,6 +474,8 @@ def test_html_page(failing: Results) -> None:
     assert text.rstrip().endswith("</html>")
     page = parse_html(text)
     classes = [attrs.get("class") for tag, attrs in page.tags if tag == "td" and attrs.get("class")]
+    assert classes[:3] == ["fail cell-status", "pass", "pass"]  # each row starts with the cell's status
+    classes = [name for name in classes if name and not name.endswith("cell-status")]
     assert classes.count("fail") == 1
     assert classes.count("infra-error") == 15
     assert classes.count("expected-absent") == 1
@@ -646,3 +651,60 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == status.EXIT_UNUSABLE
+
+
+# --- a kernel crash (recorded: 6.1-v2 with --inject-fault panic@test_pids_limit_stops_forks) -----------
+
+CRASH_HEADLINE = (
+    "kernel panic during cgroups::test_pids_limit_stops_forks: kernel panic: sysrq triggered crash"
+)
+
+
+@pytest.fixture
+def crashed() -> Results:
+    return fixture("crashed.json")
+
+
+def test_a_crashed_cell_is_its_own_status_and_fails_the_run(crashed: Results) -> None:
+    (cell,) = crashed.cells
+    assert cell.infra_error is None
+    assert cell.crash is not None
+    assert cell.crash.confirmation == "reproduced 2/2"
+    assert status.cell_status(cell) is status.Status.CRASH
+    assert status.exit_code(crashed) == status.EXIT_FAIL
+    assert status.entry(cell, "cgroup.mode") is status.Status.PASS  # measured before the crash
+    assert status.entry(cell, "overlay") is status.Status.NOT_RUN
+    assert status.entry(cell, "cgroups") is status.Status.FAIL
+    assert status.summary_line(crashed) == "1 cell: 0 pass, 0 fail, 1 kernel crash, 0 infra errors"
+
+
+def test_every_format_says_kernel_panic_during_the_test_with_title_and_excerpt(crashed: Results) -> None:
+    (cell,) = crashed.cells
+    excerpt_line = "Kernel panic - not syncing: sysrq triggered crash"
+    text = markdown.render(crashed)
+    assert f"- **6.1-v2** kernel fault: {CRASH_HEADLINE} (reproduced 2/2; 30 tests not run)" in text
+    assert f"  {excerpt_line}" in text.splitlines()
+    page = html.render(crashed)
+    assert CRASH_HEADLINE in page
+    assert excerpt_line in page
+    assert '<td class="kernel-crash cell-status">CRASH</td>' in page
+    table = terminal.render(crashed)
+    assert f"CRASH   {CRASH_HEADLINE}" in table
+    suite = ET.fromstring(junit.render(cell))
+    failure = next(
+        c.find("failure") for c in suite.iter("testcase") if c.get("name") == "test_pids_limit_stops_forks"
+    )
+    assert failure is not None
+    assert failure.get("type") == "kernel panic"
+    assert CRASH_HEADLINE in (failure.get("message") or "")
+    assert excerpt_line in (failure.text or "")
+    assert suite.get("skipped") == "30"
+
+
+def test_the_tests_a_crash_stopped_are_not_compared(crashed: Results, clean: Results) -> None:
+    before = dataclasses.replace(clean, cells=tuple(c for c in clean.cells if c.id == "6.1-v2"))
+    changes = diff.diff(before, crashed)
+    assert changes[0] == Change(
+        "v2", ChangeKind.FAULT, "kernel panic: sysrq triggered crash", None, CRASH_HEADLINE
+    )
+    assert all(change.after != "not-run" for change in changes)
