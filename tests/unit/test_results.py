@@ -690,6 +690,7 @@ def test_every_format_says_kernel_panic_during_the_test_with_title_and_excerpt(c
     assert '<td class="kernel-crash cell-status">CRASH</td>' in page
     table = terminal.render(crashed)
     assert f"CRASH   {CRASH_HEADLINE}" in table
+    assert f"    {excerpt_line}" in table.splitlines()
     suite = ET.fromstring(junit.render(cell))
     failure = next(
         c.find("failure") for c in suite.iter("testcase") if c.get("name") == "test_pids_limit_stops_forks"
