@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAX_EXCERPT_LINES = 60
-# A panic this many lines after an oops's report is that oops's panic ("Fatal exception").
-PANIC_FOLLOWS_WITHIN = 12
+# A panic this many lines after an oops's excerpt ends is that oops's panic ("Fatal exception"): an oops
+# prints its registers and code again after its trace, and may run past MAX_EXCERPT_LINES.
+PANIC_FOLLOWS_WITHIN = 60
 
 
 class FaultType(enum.StrEnum):
@@ -171,6 +172,7 @@ class _Report:
     start: int  # index in lines
     end: int  # exclusive
     panic: str | None = None
+    panic_line: int | None = None  # index of the "Kernel panic - not syncing" line that ended it
     closed: bool = False  # a line after it shows it is complete
 
 
@@ -274,6 +276,7 @@ def _merge_panics(reports: list[_Report], lines: list[Line]) -> list[_Report]:
             and report.start - previous.end <= PANIC_FOLLOWS_WITHIN
         ):
             previous.panic = report.panic
+            previous.panic_line = report.start
             previous.end = min(report.end, previous.start + MAX_EXCERPT_LINES)
             previous.closed = report.closed
             continue
@@ -387,14 +390,19 @@ def _normalise(text: str) -> str:
 
 def _fault(report: _Report, lines: list[Line]) -> Fault:
     body = lines[report.start : report.end]
-    function = culprit(body)
+    rip = next((match.group(1) for line in body if (match := _RIP.match(line.text))), None)
+    # An oops happened where RIP points, even in a helper that a WARNING's or a hang's trace would skip.
+    function = _base_name(rip) if report.type.kills_the_task and rip else culprit(body)
     title, function = _title(report.type, body, function)
     crashed = report.type is FaultType.PANIC or report.panic is not None
+    excerpt = [line.text for line in body]
+    if report.panic_line is not None and report.panic_line >= report.end:
+        excerpt += ["...", lines[report.panic_line].text]  # the excerpt was cut before the panic
     return Fault(
         type=report.type,
         title=title,
         function=function,
-        excerpt="\n".join(line.text for line in body),
+        excerpt="\n".join(excerpt),
         offset=body[0].offset,
         crashed=crashed,
         panic=_normalise(report.panic) if report.panic is not None else None,

@@ -208,9 +208,12 @@ def machine_entry(
         shutil.copyfile(source, target)
         target.chmod(0o644)
         copies[label] = str(target)
+    # libvirt cannot ask QEMU for single-threaded TCG, and multi-threaded TCG faults SMP guests
+    # (compat/harness/qemu.py): a Vagrant machine gets two vCPUs only under KVM.
+    cpus = "2" if driver == "kvm" else "1"
     return {"name": name, "prefix": env.prefix, "box": box, "kernel": copies["kernel"],
             "initrd": copies["initrd"], "cmdline": cmdline, "ssh_key": str(ssh_key), "driver": driver,
-            "console": str(env.images / f"{name}-console.log")}  # fmt: skip
+            "console": str(env.images / f"{name}-console.log"), "cpus": cpus}  # fmt: skip
 
 
 def export(machines: list[dict[str, str]], path: Path) -> Path:

@@ -129,3 +129,42 @@ def test_the_watcher_gives_each_real_fault_once(tmp_path: Path) -> None:
         FaultType.BUG,
     ]
     assert faults.crash(seen) is seen[-1]
+
+
+# --- real faults of multi-threaded TCG (why the harness runs tcg,thread=single) ----------------------
+
+
+def _tcg(name: str) -> list[faults.Fault]:
+    return faults.classify((CONSOLES / name).read_bytes())
+
+
+def test_the_int3_oops_at_boot_is_one_crash_named_after_its_rip() -> None:
+    (fault,) = _tcg("7.x-mttcg-boot-int3-oops.log")
+    assert (fault.type, fault.title, fault.crashed) == (
+        FaultType.OOPS,
+        "Oops in sched_clock_idle_wakeup_event",
+        True,
+    )
+    assert fault.panic == "Fatal exception in interrupt"
+
+
+def test_a_panic_long_after_its_oops_is_still_that_oops_and_the_excerpt_ends_with_it() -> None:
+    (fault,) = _tcg("7.x-mttcg-long-oops-then-panic.log")
+    assert (fault.title, fault.crashed) == ("Oops in update_se", True)
+    assert fault.excerpt.splitlines()[-1] == "Kernel panic - not syncing: Fatal exception in interrupt"
+
+
+def test_an_oops_is_named_after_its_rip_even_in_a_helper_a_hang_would_skip() -> None:
+    (fault,) = _tcg("7.x-mttcg-oops-at-schedule.log")
+    assert fault.title == "Oops in __schedule"
+    assert fault.function == "__schedule"
+
+
+def test_soft_lockups_and_an_rcu_stall_that_do_not_crash() -> None:
+    found = _tcg("6.1-mttcg-soft-lockups-rcu-stall.log")
+    assert {fault.type for fault in found} == {FaultType.SOFT_LOCKUP, FaultType.RCU_STALL}
+    assert {fault.title for fault in found if fault.type is FaultType.SOFT_LOCKUP} == {
+        "watchdog: BUG: soft lockup in exit_to_user_mode_prepare",
+        "watchdog: BUG: soft lockup in do_task_dead",
+    }
+    assert not any(fault.crashed for fault in found)

@@ -244,6 +244,7 @@ def test_qemu_command_line(tmp_path: Path) -> None:
     assert argv[:1] == ["qemu-system-x86_64"]
     assert argv[argv.index("-smp") : argv.index("-smp") + 2] == ["-smp", "2"]  # SMP under TCG too
     assert argv[argv.index("-cpu") + 1] == TCG_CPU
+    assert argv[argv.index("-accel") + 1] == "tcg,thread=single"  # see the MTTCG consoles
     one = qemu_argv(dataclasses.replace(machine, smp=1), 2222, tmp_path / "console.log", tmp_path / "pid")
     assert one[one.index("-smp") + 1] == "1"
     assert "file=/r/root.img,if=virtio,format=raw,snapshot=on" in argv  # writes discarded
