@@ -22,6 +22,7 @@ import os
 import sys
 
 from runtime import channel, rootfs
+from runtime.cgroups import cpulist
 from runtime.errors import EXIT_RUNTIME
 from runtime.linux import constants as c
 from runtime.linux import libc, net
@@ -115,6 +116,8 @@ def setup(spec: ContainerSpec, launch: Launch) -> NoReturn:
         if os.getppid() != launch.runtime_pid:
             os._exit(EXIT_RUNTIME)  # the runtime died before the line above: nobody waits for us
         join_v1(launch)
+        if spec.limits.cpuset_cpus is not None:
+            _pin(spec.limits.cpuset_cpus, launch)
         close_inherited(spec.preserve_fds, (launch.up, launch.down))
         if launch.overlay:
             _mount_overlay(*launch.overlay)
@@ -145,6 +148,18 @@ def join_v1(launch: Launch) -> None:
             os._exit(EXIT_RUNTIME)
         os.close(fd)
     launch.tasks = ()
+
+
+def _pin(cpus: str, launch: Launch) -> None:
+    """Onto the cpuset's CPUs, whatever cgroup move or birth put us there. A process born into a cpuset
+    by clone3's CLONE_INTO_CGROUP keeps its parent's CPUs on kernels without "cgroup/cpuset: Make
+    cpuset_fork() handle CLONE_INTO_CGROUP properly" (6.3; seen on Debian's 5.10.0-32, not on 6.1.176)."""
+    wanted = [cpu for low, high in cpulist.parse(cpus) or [] for cpu in range(low, high + 1)]
+    try:
+        os.sched_setaffinity(0, wanted)
+    except OSError as exc:
+        channel.send(launch.up, "error", f"cannot pin the container to CPUs {cpus}: {exc.strerror}")
+        os._exit(EXIT_RUNTIME)
 
 
 def _mount_overlay(cwd: str, target: str, options: str) -> None:
