@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.timing import line  # noqa: E402
 from compat import flavours  # noqa: E402 - after the path is set
-from compat.harness.qemu import Machine, running  # noqa: E402
+from compat.harness.qemu import SMP_DEFAULT, TCG_ACCEL, TCG_CPU, Machine, running  # noqa: E402
 from compat.images.build import build_all  # noqa: E402
 from compat.images.kernel_catalogue import load_catalogue  # noqa: E402
 
@@ -24,8 +24,9 @@ from compat.images.kernel_catalogue import load_catalogue  # noqa: E402
 def floor(kernel: Path, initrd: Path) -> float:
     argv = [
         "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "1024", "-kernel", str(kernel), "-initrd", str(initrd),
-        "-append", "console=ttyS0 panic=-1 quiet kc_probe=1", "-serial", "stdio", "-device", "virtio-rng-pci",
+        "-accel", TCG_ACCEL, "-cpu", TCG_CPU, "-smp", str(SMP_DEFAULT), "-m", "1024",
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", "console=ttyS0 panic=-1 loglevel=7 kc_probe=1", "-serial", "stdio", "-device", "virtio-rng-pci",
     ]  # fmt: skip
     started = time.perf_counter()
     output = subprocess.run(argv, capture_output=True, timeout=120, check=False).stdout
