@@ -9,6 +9,7 @@ a task or locks up a CPU when told. What the console then shows is what the clas
 from __future__ import annotations
 
 import enum
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -103,11 +104,27 @@ def parse(text: str) -> Injection | None:
     if not sep or not test.startswith("test_"):
         raise InjectionError(f"--inject-fault {text!r}: expected KIND@TEST_NAME", f"KIND is one of {known}")
     try:
-        return Injection(Kind(kind), test)
+        injection = Injection(Kind(kind), test)
     except ValueError:
         raise InjectionError(
             f"--inject-fault {text!r}: no fault {kind!r}", f"KIND is one of {known}"
         ) from None
+    if test not in suite_tests():
+        raise InjectionError(
+            f"--inject-fault {text!r}: the compat suite has no test {test!r}",
+            "name a function of compat/tests",
+        )
+    return injection
+
+
+def suite_tests() -> set[str]:
+    """The compat suite's test functions, by name: a fault set off at a test that never runs is none."""
+    from compat.paths import REPO
+
+    found: set[str] = set()
+    for path in (REPO / "compat" / "tests").glob("test_*.py"):
+        found.update(re.findall(r"^def (test_\w+)\(", path.read_text(), re.MULTILINE))
+    return found
 
 
 def _load_module(guest: Guest) -> None:
