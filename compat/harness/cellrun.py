@@ -145,14 +145,19 @@ class CellRun:
         self._stop(guest)
         try:
             fresh = self._attempt()
-        except (BootError, KernelCrashed) as failure:
+        except KernelCrashed as crashed:  # the kernel went down booting again: a fault of its own
+            for fault in crashed.faults:
+                self.record.add_fault(record(fault, "boot"))
+            self.ended = f"the kernel crashed at boot while confirming a kernel fault in {test}"
+            return [], 1
+        except BootError as failure:
             self.ended = (
                 f"the boot to confirm a kernel fault in {test} failed: {failure.message.splitlines()[0]}"
             )
             return [], 1
         guest.replace_with(fresh)
-        self.inject(test)
         try:
+            self.inject(test)
             rerun()
         # The test's own verdict does not matter here, only what the kernel printed while it ran: any
         # exception a test can raise (an assertion, a lost SSH connection) is expected.

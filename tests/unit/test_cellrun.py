@@ -185,3 +185,17 @@ def test_a_fault_reported_again_and_again_is_one_fault_of_the_cell(tmp_path: Pat
         written.write(hang)
     run.before()
     assert [fault.title for fault in run.record.result.faults] == ["INFO: task hung in kcompat_fault_hang"]
+
+
+def test_a_crash_while_booting_to_confirm_is_recorded_and_ends_the_cell(tmp_path: Path) -> None:
+    console = tmp_path / "vm" / "console.log"
+    run = cell_run(tmp_path, [lambda: guest(console), crashing(console)])
+    run.start()
+    run.before()
+    with console.open("ab") as written:
+        written.write(WARNING)
+    (fault,) = run.after("cgroups::test_x", False, lambda: None)
+    assert fault.confirmation == "seen once, not confirmed"
+    assert run.crash is not None
+    assert run.crash.during == "boot"
+    assert run.not_run_because() == "not run: kernel panic at boot: kernel panic: sysrq triggered crash"
