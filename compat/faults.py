@@ -40,6 +40,16 @@ class FaultType(enum.StrEnum):
     OOM = "kernel OOM"
 
     @property
+    def is_stall(self) -> bool:
+        """A task or a CPU that stopped making progress: a hang, not a crash."""
+        return self in (
+            FaultType.HUNG_TASK,
+            FaultType.SOFT_LOCKUP,
+            FaultType.HARD_LOCKUP,
+            FaultType.RCU_STALL,
+        )
+
+    @property
     def kills_the_task(self) -> bool:
         """An oops-class fault: the kernel kills the current task (and panics with oops=panic)."""
         return self in (FaultType.BUG, FaultType.OOPS, FaultType.GPF)
@@ -97,6 +107,7 @@ _CONTINUATION = re.compile(
 )
 _TRACE_MARKUP = re.compile(r"^\s*(</?TASK>|</?IRQ>|</?NMI>|<EOI>|</?SOFTIRQ>)\s*$")
 
+_CUT_HERE = "------------[ cut here ]------------"  # WARN()'s first line, and BUG()'s
 # (pattern on the cleaned line, type); the first that matches names the report.
 _LOCKDEP = (
     r"possible circular locking dependency detected|possible recursive locking detected|inconsistent lock state"
@@ -117,7 +128,7 @@ _STARTS: tuple[tuple[re.Pattern[str], FaultType], ...] = tuple(
         (r"^INFO: task .+ blocked for more than \d+ seconds", FaultType.HUNG_TASK),
         (rf"^WARNING: ({_LOCKDEP})", FaultType.LOCKDEP),
         (r"^WARNING: ", FaultType.WARNING),
-        (r"^(------------\[ cut here \]------------)$", FaultType.WARNING),
+        (rf"^{re.escape(_CUT_HERE)}$", FaultType.WARNING),
         (r"^general protection fault", FaultType.GPF),
         (r"^kernel BUG at ", FaultType.BUG),
         (r"^BUG: ", FaultType.BUG),
@@ -193,9 +204,6 @@ def _absorbs(report: _Report, kind: FaultType, index: int) -> bool:
     if report.type is FaultType.WARNING and near_start and kind in (FaultType.WARNING, FaultType.LOCKDEP):
         return True  # after "cut here"
     return report.type is FaultType.GPF and kind in (FaultType.KASAN, FaultType.OOPS) and near_start
-
-
-_CUT_HERE = "------------[ cut here ]------------"
 
 
 def _preamble_of_another(lines: list[Line], index: int) -> bool:

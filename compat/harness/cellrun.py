@@ -31,10 +31,14 @@ class CellRun:
         self.reports = reports
         self.workdir = workdir
         self.guest: Guest | None = None
-        self.crash: KernelFault | None = None  # what ended the cell
         self.ended: str = ""  # why no more tests run, when the cell ended without a crash of its own
         self.injection: Injection | None = None
         self.boots = 0
+
+    @property
+    def crash(self) -> KernelFault | None:
+        """What ended the cell: the record's first crash."""
+        return self.record.crash
 
     # --- the boot ---------------------------------------------------------------------------------------
 
@@ -46,7 +50,7 @@ class CellRun:
         except KernelCrashed as crashed:
             self._boot_crashed(crashed)
         finally:
-            self.record.write(self.reports)
+            self._write()
 
     def _boot_retrying_infra(self) -> Guest:
         try:
@@ -93,7 +97,6 @@ class CellRun:
         tries = 1 if self.ended else 2
         for fault in crashed.faults:
             self._add(fault, "boot", again, tries)
-        self.crash = self.record.crash
 
     # --- around each test ----------------------------------------------------------------------------
 
@@ -123,9 +126,7 @@ class CellRun:
             found = self.injection.wait(guest)
         if not found:
             return []
-        found = [
-            fault for index, fault in enumerate(found) if fault.title not in {f.title for f in found[:index]}
-        ]
+        found = _first_of_each_title(found)  # khungtaskd repeats itself
         again, tries = self._confirm(test, rerun)
         added = [self._add(fault, test, again, tries) for fault in found]
         added += [
@@ -133,7 +134,6 @@ class CellRun:
             for fault in again
             if fault.crashed and not any(other.title == fault.title for other in found)
         ]
-        self.crash = self.record.crash
         if self.crash is not None:
             self._stop(guest)
         self._write()
@@ -183,13 +183,11 @@ class CellRun:
     def finish(self) -> None:
         """After the cell's last test: what the kernel printed since, then the VM goes."""
         if self.guest is not None:
-            if self.crash is None:
-                for fault in self.guest.watch.take():
-                    self.record.add_fault(record(fault, ""))
+            last = self.guest.watch.take() if self.crash is None else []
             self._stop(self.guest)
-            for fault in self.guest.watch.finish():
-                if self.crash is None:
-                    self.record.add_fault(record(fault, ""))
+            last += self.guest.watch.finish()
+            for fault in last if self.crash is None else []:
+                self.record.add_fault(record(fault, ""))
         self._write()
 
     def _current(self) -> Guest:
@@ -198,3 +196,10 @@ class CellRun:
 
     def _write(self) -> None:
         self.record.write(self.reports)
+
+
+def _first_of_each_title(found: list[Fault]) -> list[Fault]:
+    first: dict[str, Fault] = {}
+    for fault in found:
+        first.setdefault(fault.title, fault)
+    return list(first.values())

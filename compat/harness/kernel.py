@@ -13,7 +13,7 @@ from pathlib import Path
 
 from compat import faults
 from compat.errors import CompatError
-from compat.faults import Fault, FaultType
+from compat.faults import Fault
 from compat.results.model import KernelFault
 
 # A report that has started but not ended (a WARNING before its "end trace" line) gets this long to
@@ -21,9 +21,6 @@ from compat.results.model import KernelFault
 SETTLE_SECONDS = 2.0
 CRASH_SECONDS = 10.0
 QUIET_SECONDS = 1.0  # a console this long quiet has finished the report it was printing
-HANG_TYPES = frozenset(
-    {FaultType.HUNG_TASK, FaultType.SOFT_LOCKUP, FaultType.HARD_LOCKUP, FaultType.RCU_STALL}
-)
 
 
 class KernelCrashed(CompatError):
@@ -87,19 +84,18 @@ class KernelWatch:
 
 
 def ended_boot(found: Sequence[Fault]) -> list[Fault]:
-    """Faults that ended a boot: a crash as it is; else the last stall or oops (the boot timed out after
-    it) is marked as what ended the cell."""
+    """The faults of a boot that timed out, with the last stall or oops (a task the boot waits for
+    hung or was killed) marked as what ended it: then the timeout is the kernel's failure, not the host's.
+    Nothing is marked when there is neither."""
     from dataclasses import replace
 
     if faults.crash(found) is not None:
         return list(found)
-    hangs = [
-        index for index, fault in enumerate(found) if fault.type in HANG_TYPES or fault.type.kills_the_task
+    ending = [index for index, fault in enumerate(found) if fault.type.is_stall or fault.type.kills_the_task]
+    return [
+        replace(fault, crashed=True) if ending and index == ending[-1] else fault
+        for index, fault in enumerate(found)
     ]
-    if not hangs:
-        return list(found)
-    last = hangs[-1]
-    return [replace(fault, crashed=True) if index == last else fault for index, fault in enumerate(found)]
 
 
 def record(fault: Fault, during: str) -> KernelFault:

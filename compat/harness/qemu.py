@@ -23,9 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compat import faults
 from compat.errors import CompatError
 from compat.flavours import READY_MARKER, Flavour
-from compat.harness.kernel import HANG_TYPES, KernelCrashed, KernelWatch, ended_boot
+from compat.harness.kernel import KernelCrashed, KernelWatch, ended_boot
 from compat.proc import Spawned, spawn
 from compat.results.model import InfraKind
 
@@ -122,9 +123,8 @@ class Vm:
         self.ssh_port = self.ssh_port or free_port()
         argv = qemu_argv(self.machine, self.ssh_port, self.console, self.pidfile)
         (self.workdir / "qemu.argv").write_text(" ".join(argv) + "\n")
-        self.console.unlink(
-            missing_ok=True
-        )  # a watch reads from the first byte: this VM's, not the last one's
+        # A watch reads from the first byte: this VM's console, not the last one's.
+        self.console.unlink(missing_ok=True)
         # spawn: the VM dies with us even if we are killed (a parent-death signal), in its own group.
         self.process = spawn(argv, stderr=subprocess.PIPE)
         self.watch = KernelWatch(self.console, self.alive)
@@ -152,9 +152,9 @@ class Vm:
                     return line.rstrip("\r\n")
             time.sleep(0.1)
         self.watch.finish()
-        if any(fault.type in HANG_TYPES or fault.type.kills_the_task for fault in self.watch.seen):
-            # A stall, or an oops that killed a task the boot waits for: the kernel's failure, not the host's.
-            raise KernelCrashed(ended_boot(self.watch.seen))
+        ended = ended_boot(self.watch.seen)
+        if faults.crash(ended) is not None:
+            raise KernelCrashed(ended)
         raise BootError(
             InfraKind.BOOT_TIMEOUT, f"no {READY_MARKER} within {deadline:.0f} s", tail(self.console)
         )

@@ -94,8 +94,7 @@ class KernelFault:
         ended the cell, else the fault's type."""
         if not self.crashed:
             return f"kernel {self.type.value}"
-        stalls = (FaultType.HUNG_TASK, FaultType.SOFT_LOCKUP, FaultType.HARD_LOCKUP, FaultType.RCU_STALL)
-        return "kernel hang" if self.type in stalls else "kernel panic"
+        return "kernel hang" if self.type.is_stall else "kernel panic"
 
     @property
     def headline(self) -> str:
